@@ -1,0 +1,217 @@
+"""Prometheus metrics: HTTP traffic, predictions, and input summaries for drift checks.
+
+Request counters/histograms use prometheus-client. The per-feature input summaries and prediction
+counts are plain accumulators updated on the event loop thread (no locks on the hot path) and are
+exported by a custom collector at scrape time.
+
+Exported families (all prefixed ``modelci_``):
+  http_requests_total{endpoint,method,status}            counter
+  http_request_duration_seconds{endpoint,status}         histogram
+  predictions_total{model,class}                         counter (classification)
+  prediction_value{model}                                summary count/sum (regression) + _sum_squares gauge
+  inference_rows_total{model}                            counter
+  feature_value{model,feature}                           summary count/sum over non-missing numeric values
+  feature_value_sum_squares{model,feature}               gauge (with count and sum: mean and variance)
+  feature_missing_total{model,feature}                   counter (null / NaN numeric values, null strings)
+  feature_category_total{model,feature,value}            counter (categorical; at most MAX_CATEGORIES
+                                                         distinct values, the rest counted as "__other__")
+  text_length_chars{model,feature}                       summary count/sum of text lengths (+ _sum_squares)
+  model_info{model,version,sha256}                       gauge = 1
+  model_ready                                            gauge 0/1
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+
+MAX_CATEGORIES = 100
+OTHER = "__other__"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _Moments:
+    __slots__ = ("count", "total", "squares", "missing")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.squares = 0.0
+        self.missing = 0
+
+    def add_array(self, arr: np.ndarray) -> None:
+        if arr.shape[0] == 1:
+            v = float(arr[0])
+            if v == v and not math.isinf(v):
+                self.count += 1
+                self.total += v
+                self.squares += v * v
+            else:
+                self.missing += 1
+            return
+        a = arr.astype(np.float64, copy=False)
+        ok = np.isfinite(a)
+        n = int(ok.sum())
+        if n != a.shape[0]:
+            a = a[ok]
+        self.count += n
+        self.missing += arr.shape[0] - n
+        self.total += float(a.sum())
+        self.squares += float(np.dot(a, a))
+
+
+class ModelStats:
+    """Accumulators for one model's inputs and outputs."""
+
+    def __init__(self, model: Any) -> None:
+        self.model_name = model.name
+        self.rows = 0
+        self.numeric = {c.name: _Moments() for c in model.columns if c.numeric}
+        self.categorical = {c.name: {} for c in model.columns if not c.numeric and c.kind == "categorical"}
+        self.cat_missing = {c.name: 0 for c in model.columns if not c.numeric}
+        self.text = {c.name: _Moments() for c in model.columns if not c.numeric and c.kind != "categorical"}
+        self.classification = model.task == "classification"
+        self.classes: dict[str, int] = {}
+        if self.classification and model.classes is not None:
+            self.classes = {str(c): 0 for c in model.classes}
+        self.pred = _Moments()
+
+    def observe(self, batch: Any, y: np.ndarray) -> None:
+        self.rows += batch.rows
+        for name, arr in batch.numeric.items():
+            self.numeric[name].add_array(arr)
+        for name, values in batch.strings.items():
+            counts = self.categorical.get(name)
+            if counts is not None:
+                for v in values:
+                    if v is None:
+                        self.cat_missing[name] += 1
+                        continue
+                    if v not in counts:
+                        v = v if len(counts) < MAX_CATEGORIES else OTHER
+                        counts.setdefault(v, 0)
+                    counts[v] += 1
+            else:
+                mom = self.text[name]
+                for v in values:
+                    if v is None:
+                        self.cat_missing[name] += 1
+                    else:
+                        n = len(v)
+                        mom.count += 1
+                        mom.total += n
+                        mom.squares += n * n
+        if self.classification:
+            classes = self.classes
+            if y.shape[0] == 1:
+                k = str(y[0].item() if hasattr(y[0], "item") else y[0])
+                classes[k] = classes.get(k, 0) + 1
+            else:
+                vals, counts = np.unique(y, return_counts=True)
+                for v, c in zip(vals.tolist(), counts.tolist()):
+                    k = str(v)
+                    classes[k] = classes.get(k, 0) + c
+        else:
+            self.pred.add_array(np.asarray(y, dtype=np.float64).ravel())
+
+
+class _StatsCollector:
+    def __init__(self, state: Any) -> None:
+        self.state = state  # ServingState: .stats (ModelStats | None), .model, .ready
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        st = self.state
+        ready = GaugeMetricFamily("modelci_model_ready", "1 when the model is loaded and warmed up")
+        ready.add_metric([], 1.0 if st.ready else 0.0)
+        yield ready
+        stats: ModelStats | None = st.stats
+        model = st.model
+        if stats is None or model is None:
+            return
+        m = stats.model_name
+        info = GaugeMetricFamily("modelci_model_info", "The model being served",
+                                 labels=["model", "version", "sha256"])
+        info.add_metric([m, model.version or "", model.sha256], 1.0)
+        yield info
+        rows = CounterMetricFamily("modelci_inference_rows", "Rows predicted", labels=["model"])
+        rows.add_metric([m], stats.rows)
+        yield rows
+        if stats.classification:
+            preds = CounterMetricFamily("modelci_predictions", "Predictions per class",
+                                        labels=["model", "class"])
+            for k, v in list(stats.classes.items()):
+                preds.add_metric([m, k], v)
+            yield preds
+        else:
+            pv = SummaryMetricFamily("modelci_prediction_value", "Predicted values (regression)",
+                                     labels=["model"])
+            pv.add_metric([m], stats.pred.count, stats.pred.total)
+            yield pv
+            pq = GaugeMetricFamily("modelci_prediction_value_sum_squares",
+                                   "Sum of squared predicted values (regression)", labels=["model"])
+            pq.add_metric([m], stats.pred.squares)
+            yield pq
+        fv = SummaryMetricFamily("modelci_feature_value", "Numeric input values (non-missing)",
+                                 labels=["model", "feature"])
+        fq = GaugeMetricFamily("modelci_feature_value_sum_squares", "Sum of squared numeric input values",
+                               labels=["model", "feature"])
+        for name, mom in stats.numeric.items():
+            fv.add_metric([m, name], mom.count, mom.total)
+            fq.add_metric([m, name], mom.squares)
+        yield fv
+        yield fq
+        miss = CounterMetricFamily("modelci_feature_missing", "Missing (null/NaN) input values",
+                                   labels=["model", "feature"])
+        for name, mom in stats.numeric.items():
+            miss.add_metric([m, name], mom.missing)
+        for name, n in stats.cat_missing.items():
+            miss.add_metric([m, name], n)
+        yield miss
+        if stats.categorical:
+            cat = CounterMetricFamily("modelci_feature_category", "Categorical input values seen",
+                                      labels=["model", "feature", "value"])
+            for name, counts in stats.categorical.items():
+                for v, n in list(counts.items()):
+                    cat.add_metric([m, name, v], n)
+            yield cat
+        if stats.text:
+            tl = SummaryMetricFamily("modelci_text_length_chars", "Length of text inputs in characters",
+                                     labels=["model", "feature"])
+            tq = GaugeMetricFamily("modelci_text_length_chars_sum_squares",
+                                   "Sum of squared text input lengths", labels=["model", "feature"])
+            for name, mom in stats.text.items():
+                tl.add_metric([m, name], mom.count, mom.total)
+                tq.add_metric([m, name], mom.squares)
+            yield tl
+            yield tq
+
+
+class Metrics:
+    """One registry per app instance (several apps can live in one process, e.g. in tests)."""
+
+    def __init__(self, state: Any) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter("modelci_http_requests", "HTTP requests", ["endpoint", "method", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("modelci_http_request_duration_seconds", "HTTP request latency",
+                                 ["endpoint", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.load_seconds = Gauge("modelci_model_load_seconds", "Time to verify, load and warm up the model",
+                                  registry=self.registry)
+        self.registry.register(_StatsCollector(state))
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        key = (endpoint, method, status)
+        child = self._children.get(key)
+        if child is None:
+            child = (self.requests.labels(endpoint, method, str(status)),
+                     self.latency.labels(endpoint, str(status)))
+            self._children[key] = child
+        child[0].inc()
+        child[1].observe(seconds)

@@ -1,0 +1,70 @@
+"""`modelci` command line: one entry point, one subcommand per pipeline step.
+
+Each command module exposes `register(subparsers)` which adds its parser and sets
+`func=<callable(args) -> int>`. Every failure goes through one path: a ModelCIError prints
+`modelci <cmd>: error: <one line>` on stderr and exits with its code. Results are printed as
+JSON on stdout (machine-readable); human progress goes to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import EXIT_USAGE, ModelCIError
+
+# Modules that provide subcommands (each has register(subparsers)). Order = order in --help.
+COMMAND_MODULES = [
+    "modelci.commands.train",
+    "modelci.commands.champion",
+    "modelci.commands.gate",
+    "modelci.commands.build",
+    "modelci.commands.deploy",
+    "modelci.commands.registry",
+    "modelci.commands.report",
+    "modelci.commands.reproduce",
+    "modelci.commands.monitor",
+    "modelci.commands.setup",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors: one line + exit 64
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="modelci", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"modelci {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # command not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except ModelCIError as err:
+        print(f"modelci {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"modelci {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the modelci CLI (each module: register(subparsers))."""

@@ -1,0 +1,115 @@
+"""Docker engine helpers (docker SDK, DOCKER_HOST from the environment)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from . import log
+from .errors import ModelCIError
+
+
+def client() -> Any:
+    import docker
+
+    try:
+        c = docker.from_env(timeout=300)
+        c.ping()
+        return c
+    except Exception as exc:  # noqa: BLE001 - docker raises many kinds
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise ModelCIError(f"cannot reach the Docker engine at {host} ({exc.__class__.__name__}); "
+                           "set DOCKER_HOST (e.g. tcp://docker:2375 with a dind service)") from None
+
+
+def registry_credentials() -> tuple[str | None, str | None]:
+    user = os.environ.get("MODELCI_REGISTRY_USER") or os.environ.get("CI_REGISTRY_USER")
+    password = os.environ.get("MODELCI_REGISTRY_PASSWORD") or os.environ.get("CI_REGISTRY_PASSWORD")
+    log.add_secret(password)
+    return user or None, password or None
+
+
+def login(c: Any, registry: str) -> dict[str, str] | None:
+    """Log in to the registry when credentials are set (the password goes through the API, never
+    a command line or the log). Returns the auth_config for push/pull."""
+    user, password = registry_credentials()
+    if not (user and password):
+        return None
+    try:
+        c.login(username=user, password=password, registry=registry, reauth=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelCIError(f"registry {registry}: login as {user} failed "
+                           f"({log.mask(str(exc))[:200]}); check CI_REGISTRY_USER/CI_REGISTRY_PASSWORD") from None
+    return {"username": user, "password": password}
+
+
+def stream_push(c: Any, repository: str, tag: str, auth_config: dict[str, str] | None) -> int:
+    """Push with progress on stderr; returns bytes reported as pushed. Raises on error."""
+    pushed: dict[str, int] = {}
+    for chunk in c.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth_config):
+        if "error" in chunk:
+            raise ModelCIError(f"push {repository}:{tag} failed: {log.mask(chunk['error'])}")
+        status = chunk.get("status", "")
+        if status in ("Pushed", "Layer already exists", "Mounted from"):
+            log.info(f"  {chunk.get('id', '')}: {status}")
+        detail = chunk.get("progressDetail") or {}
+        if chunk.get("id") and detail.get("total"):
+            pushed[chunk["id"]] = max(pushed.get(chunk["id"], 0), int(detail.get("total", 0)))
+    return sum(pushed.values())
+
+
+def pull(c: Any, ref: str, auth_config: dict[str, str] | None) -> Any:
+    try:
+        for chunk in c.api.pull(ref, stream=True, decode=True, auth_config=auth_config):
+            if "error" in chunk:
+                raise ModelCIError(f"pull {ref} failed: {log.mask(chunk['error'])}")
+        return c.images.get(ref)
+    except ModelCIError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ModelCIError(f"pull {ref} failed ({log.mask(str(exc))[:200]}); check the image exists and "
+                           "the registry credentials") from None
+
+
+def extract_dir(c: Any, image_ref: str, src: str, dest: str | Path) -> Path:
+    """Copy a directory out of an image without running it."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    container = c.containers.create(image_ref, command=["true"])
+    try:
+        bits, _ = container.get_archive(src)
+        buf = io.BytesIO(b"".join(bits))
+        with tarfile.open(fileobj=buf) as tar:
+            base = Path(src).name
+            for member in tar.getmembers():
+                rel = Path(member.name)
+                if rel.parts and rel.parts[0] == base:
+                    rel = Path(*rel.parts[1:]) if len(rel.parts) > 1 else Path(".")
+                if member.isfile() and ".." not in rel.parts:
+                    target = dest / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    fh = tar.extractfile(member)
+                    assert fh is not None
+                    target.write_bytes(fh.read())
+    finally:
+        container.remove(force=True)
+    return dest
+
+
+def write_dotenv(path: str | Path, values: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    os.replace(tmp, path)
+
+
+def image_labels(c: Any, ref: str) -> dict[str, str]:
+    return dict(c.images.get(ref).attrs.get("Config", {}).get("Labels") or {})
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,155 @@
+"""End to end through the real pipeline: gitlab-ci-local runs .gitlab-ci.yml (which includes the
+components from the same commit) against a real Docker engine and a real registry (with a login).
+
+One module-scoped scenario, in the order a team lives it; each test asserts one promise:
+  A. first pipeline (+ the manual production job): staging and production serve 1.0.0
+  B. a data commit: staging serves 1.1.0, production still 1.0.0; predictions match the registry artifact
+  C. the manual production job promotes the digest staging runs: production serves 1.1.0
+  D. a commit with no relevant change: no training, no build, no deploy
+  E. a corrupt CSV: the pipeline fails before any image is built; both environments keep serving
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import time
+
+import pytest
+
+import localci
+
+pytestmark = pytest.mark.e2e
+
+TRAIN, GATE, BUILD, STAGING, PROD = ("modelci:train", "modelci:gate", "modelci:build", "modelci:staging",
+                                    "modelci:production")
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory, registry, base_image, docker_client):
+    ns = "e2e" + secrets.token_hex(3)
+    staging, production = localci.free_port(), localci.free_port()
+    staging_url, production_url = f"http://127.0.0.1:{staging}", f"http://127.0.0.1:{production}"
+    gitlab = localci.LocalGitLab(registry, extra={
+        "MODELCI_STAGING_URL": staging_url, "MODELCI_PRODUCTION_URL": production_url,
+        "MODELCI_DEPLOY_NAMESPACE": ns})
+    repo = localci.make_project(tmp_path_factory.mktemp("e2e") / "repo")
+    s = {"repo": repo, "gitlab": gitlab, "staging": staging_url, "production": production_url,
+         "registry": registry, "timings": {}}
+
+    def run(name, **kw):
+        res = localci.run_pipeline(repo, gitlab, **kw)
+        s[name] = res
+        s["timings"][name] = {"total_s": round(res.seconds, 1), "jobs": res.job_seconds}
+        return res
+
+    run("A", manual=[PROD])
+    s["lineage_A"] = {"staging": localci.lineage(staging_url), "production": localci.lineage(production_url)}
+
+    data = repo / "model" / "data"
+    with open(data / "wine.csv", "a") as fh:
+        fh.write("".join((data / "new-batch.csv").read_text().splitlines(keepends=True)[1:]))
+    s["commit_B"] = localci.commit(repo, "data: append a new batch of wine measurements")
+    run("B")
+    s["lineage_B"] = {"staging": localci.lineage(staging_url), "production": localci.lineage(production_url)}
+    s["tags_B"] = _tags(registry, docker_client)
+
+    run("C", jobs=[PROD])
+    s["lineage_C"] = {"staging": localci.lineage(staging_url), "production": localci.lineage(production_url)}
+
+    (repo / "README.md").write_text((repo / "README.md").read_text() + "\nA line of docs.\n")
+    localci.commit(repo, "docs: no relevant change")
+    run("D")
+
+    (data / "wine.csv").write_bytes(b"<html><body>502 Bad Gateway</body></html>\n")
+    localci.commit(repo, "data: corrupt export")
+    run("E")
+    s["tags_E"] = _tags(registry, docker_client)
+    s["lineage_E"] = {"staging": localci.lineage(staging_url), "production": localci.lineage(production_url)}
+    print("\nE2E stage timings:", json.dumps(s["timings"], indent=1))
+    yield s
+    import subprocess
+    for env, url in (("staging", staging_url), ("production", production_url)):
+        subprocess.run([str(localci.VENV_BIN / "modelci"), "deploy", "--teardown", "--namespace", ns,
+                        "--environment", env, "--url", url], capture_output=True)
+
+
+def _tags(registry, docker_client):
+    import requests
+
+    r = requests.get(f"http://{registry.host}/v2/mlops/wine/serving/tags/list", auth=registry.htpasswd,
+                     timeout=5)
+    return sorted(r.json().get("tags") or []) if r.status_code == 200 else []
+
+
+def test_first_pipeline_serves_1_0_0_everywhere(scenario):
+    a = scenario["A"]
+    assert a.returncode == 0, a.output[-3000:]
+    assert all(a.jobs.get(j) == "passed" for j in (TRAIN, GATE, BUILD, STAGING, PROD)), a.jobs
+    lin = scenario["lineage_A"]
+    assert lin["staging"]["model_version"] == "1.0.0"
+    assert lin["production"]["model_version"] == "1.0.0"
+
+
+def test_data_commit_reaches_staging_not_production(scenario):
+    b = scenario["B"]
+    assert b.returncode == 0, b.output[-3000:]
+    assert {TRAIN, GATE, BUILD, STAGING} <= set(b.jobs), b.jobs
+    assert PROD not in b.jobs  # manual: waits for a person
+    lin = scenario["lineage_B"]
+    assert lin["staging"]["model_version"] == "1.1.0"
+    assert lin["production"]["model_version"] == "1.0.0"
+    assert lin["staging"]["sha256"] != lin["production"]["sha256"]
+    assert lin["staging"]["commit"] == scenario["commit_B"]
+    assert "1.1.0" in scenario["tags_B"]
+
+
+def test_staging_predictions_equal_the_registry_artifact(scenario, docker_client, tmp_path):
+    import pandas as pd
+
+    from modelci import artifact, dockerutil
+
+    reg = scenario["registry"]
+    ref = f"{reg.host}/mlops/wine/serving:1.1.0"
+    docker_client.login(username=reg.htpasswd[0], password=reg.htpasswd[1], registry=reg.host)
+    docker_client.images.pull(ref)
+    model_dir = dockerutil.extract_dir(docker_client, ref, "/app/artifact", tmp_path / "artifact")
+    estimator, meta = artifact.load_model(model_dir)  # verifies the sha256
+    labels = docker_client.images.get(ref).labels
+    served = scenario["lineage_B"]["staging"]
+    assert served["sha256"] == labels["io.modelci.model.sha256"] == meta["sha256"]
+
+    rows = pd.read_csv(scenario["repo"] / "model" / "data" / "new-batch.csv").head(15)
+    features = [i["name"] for i in meta["inputs"]]
+    records = json.loads(rows[features].to_json(orient="records"))
+    expected = estimator.predict(pd.DataFrame.from_records(records, columns=features)).tolist()
+    got = localci.predict(scenario["staging"], records)
+    assert got == expected
+
+
+def test_manual_production_job_promotes_the_staged_digest(scenario):
+    c = scenario["C"]
+    assert c.returncode == 0, c.output[-3000:]
+    assert c.jobs.get(PROD) == "passed", c.jobs
+    assert TRAIN not in c.jobs and BUILD not in c.jobs  # nothing rebuilt for production
+    lin = scenario["lineage_C"]
+    assert lin["production"]["model_version"] == "1.1.0"
+    assert lin["production"]["sha256"] == scenario["lineage_B"]["staging"]["sha256"]
+
+
+def test_irrelevant_commit_runs_nothing(scenario):
+    d = scenario["D"]
+    assert d.returncode == 0, d.output[-3000:]
+    assert not set(d.jobs) & {TRAIN, GATE, BUILD, STAGING, PROD}, d.jobs
+
+
+def test_corrupt_csv_fails_before_any_image_is_built(scenario):
+    e = scenario["E"]
+    assert e.returncode != 0
+    assert e.jobs.get(TRAIN) == "failed", e.jobs
+    assert BUILD not in e.jobs or e.jobs[BUILD] != "passed"
+    assert "wine.csv" in e.output  # the error names the file
+    assert scenario["tags_E"] == scenario["tags_B"]  # no new image tag
+    lin = scenario["lineage_E"]
+    assert lin["staging"]["model_version"] == "1.1.0"
+    assert lin["production"]["model_version"] == "1.1.0"

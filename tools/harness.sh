@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Prepares (idempotently) everything the demo and the tests need on a Debian 12 machine:
+# system packages, a Docker engine without bridge networking, a Python virtualenv with modelci,
+# gitlab-ci-local, and the locally built base images. Safe to run again; each step is skipped
+# when already done. Usage: tools/harness.sh [--no-images]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${MODELCI_STATE_DIR:-$ROOT/.modelci-local}"
+VENV="${MODELCI_VENV:-$ROOT/.venv}"
+BASE_IMAGE="${MODELCI_BASE_IMAGE:-local/python:3.11-bookworm}"
+HELPER_IMAGE="${MODELCI_HELPER_IMAGE:-local/ci-helper:bookworm}"
+GCL_VERSION="4.72.0"
+mkdir -p "$STATE"
+
+log() { printf '\033[36m[harness]\033[0m %s\n' "$*" >&2; }
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+
+need_pkgs=()
+command -v dockerd >/dev/null || need_pkgs+=(docker.io)
+command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
+command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
+command -v rsync >/dev/null || need_pkgs+=(rsync)
+command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
+command -v git >/dev/null || need_pkgs+=(git)
+command -v node >/dev/null || need_pkgs+=(nodejs npm)
+command -v make >/dev/null || need_pkgs+=(make)
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  log "installing system packages: ${need_pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# Docker engine: no bridge, no iptables (loopback-only machines); host networking everywhere.
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd (--bridge=none --iptables=false)"
+  $SUDO mkdir -p /var/lib/docker
+  nohup $SUDO dockerd --bridge=none --iptables=false >"$STATE/dockerd.log" 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "harness: dockerd did not start, see $STATE/dockerd.log" >&2; exit 1; }
+fi
+
+# Python virtualenv with modelci (editable) and the test tools.
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtualenv $VENV"
+  python3 -m venv "$VENV"
+fi
+if [ ! -f "$VENV/.modelci-installed" ] || [ "$ROOT/pyproject.toml" -nt "$VENV/.modelci-installed" ]; then
+  log "installing modelci and its dependencies into $VENV"
+  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+  "$VENV/bin/pip" install -q -e "$ROOT[test]"
+  touch "$VENV/.modelci-installed"
+fi
+
+# gitlab-ci-local, pinned (runs on Node 20).
+GCL_DIR="$STATE/gcl"
+if [ ! -x "$GCL_DIR/node_modules/.bin/gitlab-ci-local" ]; then
+  log "installing gitlab-ci-local@$GCL_VERSION"
+  mkdir -p "$GCL_DIR"
+  (cd "$GCL_DIR" && npm install --silent --no-audit --no-fund "gitlab-ci-local@$GCL_VERSION" >/dev/null)
+fi
+ln -sf "$GCL_DIR/node_modules/.bin/gitlab-ci-local" "$VENV/bin/gitlab-ci-local"
+
+[ "${1:-}" = "--no-images" ] && exit 0
+
+# Base image built locally (no remote registry can be reached): debootstrap minbase + python3.
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  log "building base image $BASE_IMAGE with debootstrap (about a minute)"
+  ROOTFS="$(mktemp -d "$STATE/rootfs.XXXX")"
+  $SUDO debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+    bookworm "$ROOTFS" >"$STATE/debootstrap.log" 2>&1 || { echo "harness: debootstrap failed, see $STATE/debootstrap.log" >&2; exit 1; }
+  # The machine's CA bundle goes into the LOCAL base image only (a proxy may sit between us and PyPI).
+  $SUDO cp /etc/ssl/certs/ca-certificates.crt "$ROOTFS/etc/ssl/certs/ca-certificates.crt"
+  $SUDO rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
+  $SUDO tar -C "$ROOTFS" -c . | docker import - "$BASE_IMAGE" >/dev/null
+  $SUDO rm -rf "$ROOTFS"
+fi
+# Helper image for gitlab-ci-local's Docker executor: needs bash and rsync.
+if ! docker image inspect "$HELPER_IMAGE" >/dev/null 2>&1; then
+  log "building helper image $HELPER_IMAGE"
+  printf 'FROM %s\nRUN apt-get update -qq && apt-get install -y -qq --no-install-recommends rsync git >/dev/null && rm -rf /var/lib/apt/lists/*\n' "$BASE_IMAGE" \
+    | docker build --network host -q -t "$HELPER_IMAGE" - >/dev/null
+fi
+log "ready: docker $(docker version -f '{{.Server.Version}}'), $(python3 --version), gitlab-ci-local $GCL_VERSION"

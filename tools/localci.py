@@ -1,0 +1,215 @@
+"""Run this project's real GitLab pipeline locally: a registry, a git repo with an `origin`, and
+gitlab-ci-local with every GitLab address pointed at loopback. Used by the demo and the e2e tests.
+
+Nothing here leaves the machine: CI_API_V4_URL, CI_SERVER_*, CI_REGISTRY* and tokens are loopback
+values passed with --variable (gitlab-ci-local's defaults point at gitlab.com).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(os.environ.get("MODELCI_VENV", ROOT / ".venv")) / "bin"
+BASE_IMAGE = os.environ.get("MODELCI_BASE_IMAGE", "local/python:3.11-bookworm")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\x1b\[0K")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+            return resp.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+@dataclass
+class Registry:
+    """A real CNCF distribution registry (Debian's docker-registry) on a loopback port."""
+
+    port: int
+    root: Path
+    htpasswd: tuple[str, str] | None = None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "Registry":
+        if http_ok(f"http://{self.host}/v2/"):
+            return self  # already running (the demo's registry survives between runs)
+        self.root.mkdir(parents=True, exist_ok=True)
+        auth = ""
+        if self.htpasswd:
+            user, password = self.htpasswd
+            hp = self.root / "htpasswd"
+            out = subprocess.run(["htpasswd", "-Bbn", user, password], check=True, capture_output=True,
+                                 text=True).stdout
+            hp.write_text(out)
+            auth = f"auth: {{htpasswd: {{realm: modelci, path: {hp}}}}}\n"
+        cfg = self.root / "config.yml"
+        cfg.write_text(
+            "version: 0.1\n"
+            f"storage: {{filesystem: {{rootdirectory: {self.root / 'data'}}}, delete: {{enabled: true}}}}\n"
+            f"http: {{addr: {self.host}}}\n" + auth)
+        log = open(self.root / "registry.log", "ab")
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=log, stderr=log,
+                                     start_new_session=True)
+        for _ in range(100):
+            if http_ok(f"http://{self.host}/v2/"):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"registry on {self.host} did not start; see {self.root / 'registry.log'}")
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "modelci", "GIT_AUTHOR_EMAIL": "modelci@example.invalid",
+           "GIT_COMMITTER_NAME": "modelci", "GIT_COMMITTER_EMAIL": "modelci@example.invalid"}
+    return subprocess.run(["git", "-C", str(repo), *args], check=check, capture_output=True, text=True,
+                          env=env).stdout.strip()
+
+
+def tracked_files(src: Path = ROOT) -> list[str]:
+    out = subprocess.run(["git", "-C", str(src), "ls-files", "-co", "--exclude-standard"], check=True,
+                         capture_output=True, text=True).stdout
+    return [f for f in out.splitlines() if f and (src / f).is_file()]
+
+
+def make_project(dest: Path, project_path: str = "mlops/wine", src: Path = ROOT) -> Path:
+    """A fresh git repo holding this project's files, with a loopback `origin` URL (never contacted:
+    gitlab-ci-local derives CI_PROJECT_PATH and CI_SERVER_FQDN from it) and origin/main at an empty
+    base commit, so the first pipeline sees every file as changed."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "commit", "-q", "--allow-empty", "-m", "empty base")
+    git(dest, "update-ref", "refs/remotes/origin/main", "HEAD")
+    git(dest, "remote", "add", "origin", f"ssh://git@127.0.0.1:2222/{project_path}.git")
+    git(dest, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
+    for rel in tracked_files(src):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, target)
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "modelci example project")
+    return dest
+
+
+def commit(repo: Path, message: str) -> str:
+    """Commit all changes as the next default-branch push: origin/main moves to the previous head,
+    so `rules: changes` sees exactly this commit's changes (as GitLab does for a push)."""
+    git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@dataclass
+class PipelineResult:
+    returncode: int
+    output: str
+    jobs: dict[str, str] = field(default_factory=dict)  # job name -> "passed" | "failed" | "warning"
+    seconds: float = 0.0
+    job_seconds: dict[str, float] = field(default_factory=dict)
+
+    def ran(self, job: str) -> bool:
+        return job in self.jobs
+
+
+@dataclass
+class LocalGitLab:
+    """Loopback values for every GitLab address a job might use."""
+
+    registry: Registry
+    api_url: str = "http://127.0.0.1:9/api/v4"  # discard port: nothing listens unless a test serves it
+    job_token: str = "modelci-local-job-token"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def variables(self, project_path: str = "mlops/wine") -> dict[str, str]:
+        server = self.api_url.rsplit("/api/v4", 1)[0]
+        v = {
+            "CI_API_V4_URL": self.api_url, "CI_SERVER_URL": server, "CI_SERVER_PROTOCOL": "http",
+            "CI_SERVER_PORT": server.rsplit(":", 1)[-1], "CI_PROJECT_URL": f"{server}/{project_path}",
+            "CI_REGISTRY": self.registry.host, "CI_REGISTRY_IMAGE": f"{self.registry.host}/{project_path}",
+            "CI_JOB_TOKEN": self.job_token, "MODELCI_BASE_IMAGE": BASE_IMAGE,
+            "MODELCI_TOOLS_IMAGE": "local/modelci-tools:dev",
+        }
+        if self.registry.htpasswd:
+            v["CI_REGISTRY_USER"], v["CI_REGISTRY_PASSWORD"] = self.registry.htpasswd
+        v.update(self.extra)
+        return v
+
+
+JOB_LINE = re.compile(r"^\s*(PASS|FAIL|WARN)\s+(\S+)", re.M)
+JOB_TIME = re.compile(r"^(\S+) finished in ([\d.]+) (ms|s|min)", re.M)
+
+
+def run_pipeline(repo: Path, gitlab: LocalGitLab, *, manual: list[str] | None = None,
+                 jobs: list[str] | None = None, variables: dict[str, str] | None = None,
+                 project_path: str = "mlops/wine", extra_args: list[str] | None = None,
+                 timeout: float = 1200, echo: bool = False) -> PipelineResult:
+    gcl = shutil.which("gitlab-ci-local", path=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
+    if not gcl:
+        raise RuntimeError("gitlab-ci-local not found: run tools/harness.sh first")
+    args = [gcl, "--shell-isolation", "--force-shell-executor", "--no-color", "--timestamps",
+            "--max-job-name-padding", "0"]
+    for k, v in {**gitlab.variables(project_path), **(variables or {})}.items():
+        args += ["--variable", f"{k}={v}"]
+    for m in manual or []:
+        args += ["--manual", m]
+    args += extra_args or []
+    args += jobs or []
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+           "GCL_IGNORE_PREDEFINED_VARS": ",".join(gitlab.variables(project_path))}
+    t0 = time.time()
+    proc = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if echo:
+            print(line, end="", flush=True)
+    proc.wait(timeout)
+    out = ANSI.sub("", "".join(lines))
+    result = PipelineResult(proc.returncode, out, seconds=time.time() - t0)
+    for status, job in JOB_LINE.findall(out):
+        result.jobs[job] = {"PASS": "passed", "FAIL": "failed", "WARN": "warning"}[status]
+    for job, num, unit in JOB_TIME.findall(out):
+        result.job_seconds[job] = float(num) / (1000 if unit == "ms" else 1) * (60 if unit == "min" else 1)
+    return result
+
+
+def lineage(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/lineage", timeout=5) as resp:  # noqa: S310 - loopback only
+        return json.load(resp)
+
+
+def predict(url: str, records: list[dict]) -> list:
+    req = urllib.request.Request(f"{url}/predict", data=json.dumps(records).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+        return json.load(resp)["predictions"]
