@@ -124,6 +124,9 @@ class Model:
         self.names = [c.name for c in self.columns]
         self.by_name = {c.name: c for c in self.columns}
         self.numeric_only = all(c.numeric for c in self.columns)
+        import pandas as pd
+
+        self._index = pd.Index(self.names)
 
         import joblib  # imported here: keeps `import app` cheap for tooling
 
@@ -168,6 +171,24 @@ class Model:
 
     # ---------------------------------------------------------------- decoding
     def _numeric(self, col: Column, values: list[Any], where: str) -> np.ndarray:
+        # Fast path: plain JSON numbers (bool is not a number here).
+        ints = True
+        for v in values:
+            t = type(v)
+            if t is float:
+                ints = False
+            elif t is not int:
+                break
+        else:
+            if ints and col.datatype == "INT64":
+                try:
+                    return np.array(values, dtype=np.int64)
+                except OverflowError:
+                    pass
+            try:
+                return np.array(values, dtype=np.float64)
+            except OverflowError:
+                pass
         try:
             arr = np.asarray(values)
         except (ValueError, TypeError, OverflowError):
@@ -215,14 +236,16 @@ class Model:
             else:
                 strings[c.name] = columns[c.name]
         if self.numeric_only:
-            mat = np.empty((rows, len(self.columns)), dtype=np.float64)
+            # One (columns x rows) float block; its transpose is the layout pandas keeps internally,
+            # so the DataFrame wraps it without copying. A prebuilt column Index saves ~20us a call.
+            block = np.empty((len(self.columns), rows), dtype=np.float64)
             for j, c in enumerate(self.columns):
-                mat[:, j] = numeric[c.name]
-            frame = pd.DataFrame(mat, columns=self.names, copy=False)
+                block[j] = numeric[c.name]
+            frame = pd.DataFrame(block.T, columns=self._index, copy=False)
         else:
             frame = pd.DataFrame({c.name: (numeric[c.name] if c.numeric
                                            else np.array(strings[c.name], dtype=object))
-                                  for c in self.columns})
+                                  for c in self.columns}, columns=self._index)
         return Batch(frame, rows, numeric, strings)
 
     def decode_records(self, records: Any) -> Batch:

@@ -1,0 +1,85 @@
+"""The demo: the whole pipeline on the example model, locally, end to end.
+
+1. first pipeline: train 1.0.0, gate, build, staging, and the manual production job
+2. a data commit (new rows appended to model/data/wine.csv): retrain 1.1.0, gate against
+   production's model, build, staging; production still serves 1.0.0
+3. the manual promotion, as a person would press it: production serves 1.1.0
+Leaves a registry on 127.0.0.1:5000, staging on 127.0.0.1:9001 and production on 127.0.0.1:9002.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import localci  # noqa: E402
+
+STATE = localci.ROOT / ".modelci-local" / "demo"
+STAGING, PRODUCTION = "http://127.0.0.1:9001", "http://127.0.0.1:9002"
+
+
+def banner(text: str) -> None:
+    print(f"\n\033[1;35m==> {text}\033[0m", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quiet", action="store_true", help="do not stream the job logs")
+    args = ap.parse_args()
+    registry = localci.Registry(5000, STATE / "registry").start()
+    gitlab = localci.LocalGitLab(registry, extra={
+        "MODELCI_STAGING_URL": STAGING, "MODELCI_PRODUCTION_URL": PRODUCTION,
+        "MODELCI_DEPLOY_NAMESPACE": "demo"})
+    repo = localci.make_project(STATE / "repo")
+    timings = {}
+
+    def run(title: str, **kw) -> None:
+        banner(title)
+        res = localci.run_pipeline(repo, gitlab, echo=not args.quiet, **kw)
+        timings[title] = round(res.seconds, 1)
+        print(f"jobs: {json.dumps(res.jobs)}  ({res.seconds:.0f}s)")
+        if res.returncode != 0:
+            print(res.output[-4000:] if args.quiet else "", file=sys.stderr)
+            raise SystemExit(f"demo: the pipeline failed at step '{title}'; see the log above")
+
+    def show() -> None:
+        for name, url in (("staging", STAGING), ("production", PRODUCTION)):
+            lin = localci.lineage(url)
+            print(f"  {name:<10} {url}  model {lin['name']} {lin['model_version']} "
+                  f"sha256 {lin['sha256'][:12]}…")
+
+    run("pipeline 1: first model, to staging, then the manual production job",
+        manual=["modelci:production"])
+    show()
+    data = repo / "model" / "data"
+    with open(data / "wine.csv", "a") as fh:
+        fh.write("".join((data / "new-batch.csv").read_text().splitlines(keepends=True)[1:]))
+    localci.commit(repo, "data: append a new batch of wine measurements")
+    run("pipeline 2: a data commit retrains, gates against production, deploys to staging")
+    show()
+    banner("production still serves the previous model until a person promotes; pressing "
+           "the manual 'modelci:production' job now")
+    time.sleep(1)
+    run("pipeline 2, manual job modelci:production", jobs=["modelci:production"])
+
+    banner("done: both environments are running")
+    show()
+    import pandas as pd
+
+    rows = pd.read_csv(data / "new-batch.csv").head(2)
+    features = [c for c in rows.columns if c not in ("id", "target")]
+    records = json.loads(rows[features].to_json(orient="records"))
+    for name, url in (("staging", STAGING), ("production", PRODUCTION)):
+        print(f"  sample prediction from {name}: POST {url}/predict -> {localci.predict(url, records)}")
+    print(f"\n  staging:    {STAGING}/v2/models/wine   production: {PRODUCTION}/v2/models/wine")
+    print(f"  registry:   http://127.0.0.1:5000/v2/mlops/wine/serving/tags/list")
+    print(f"  timings (s): {json.dumps(timings)}")
+    print("  stop everything: tools/demo.sh --help; containers are named modelci-demo-*")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
