@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import signal
 import sys
 
 
@@ -51,6 +52,10 @@ def main() -> int:
         date_header=False,
     )
     server = uvicorn.Server(config)
+    # uvicorn handles SIGTERM/SIGINT (graceful shutdown) and afterwards re-raises the signal to the
+    # handler that was installed before it: make that a no-op so a normal stop exits with status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     log.info("serving %s on http://%s:%d", app.model_dir, host, port)
     server.run()
     if exit_code["code"]:

@@ -22,7 +22,8 @@ Exported families (all prefixed ``modelci_``):
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -34,7 +35,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 
 class _Moments:
-    __slots__ = ("count", "total", "squares", "missing")
+    __slots__ = ("count", "missing", "squares", "total")
 
     def __init__(self) -> None:
         self.count = 0
@@ -45,7 +46,7 @@ class _Moments:
     def add_array(self, arr: np.ndarray) -> None:
         if arr.shape[0] == 1:
             v = float(arr[0])
-            if v == v and not math.isinf(v):
+            if math.isfinite(v):
                 self.count += 1
                 self.total += v
                 self.squares += v * v

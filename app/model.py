@@ -74,7 +74,7 @@ def _output_datatype(values: Any) -> str:
 class Column:
     """One input of the model signature."""
 
-    __slots__ = ("name", "kind", "datatype", "numeric")
+    __slots__ = ("datatype", "kind", "name", "numeric")
 
     def __init__(self, name: str, kind: str, datatype: str) -> None:
         self.name = name
@@ -86,7 +86,7 @@ class Column:
 class Batch:
     """Decoded, validated input: the DataFrame plus per-column arrays for the drift metrics."""
 
-    __slots__ = ("frame", "rows", "numeric", "strings")
+    __slots__ = ("frame", "numeric", "rows", "strings")
 
     def __init__(self, frame: Any, rows: int, numeric: dict[str, np.ndarray],
                  strings: dict[str, list[Any]]) -> None:

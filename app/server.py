@@ -33,7 +33,8 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -112,8 +113,8 @@ class ServingApp:
         except ModelLoadError as exc:
             log.error("refusing to serve: %s", exc)
             self.on_fatal(1)
-        except Exception as exc:  # noqa: BLE001 - never leave a half-started server around
-            log.exception("refusing to serve: unexpected error while loading %s: %s", self.model_dir, exc)
+        except Exception:
+            log.exception("refusing to serve: unexpected error while loading %s", self.model_dir)
             self.on_fatal(1)
 
     def _load_or_raise(self) -> None:
@@ -191,8 +192,10 @@ class ServingApp:
         try:
             endpoint, status, body, headers = await self._route(path, method, scope, receive)
         except BadRequest as exc:
+            endpoint = _endpoint_label(path)
             status, body, headers = exc.status, orjson.dumps({"error": exc.message}), _HDR_JSON
-        except Exception as exc:  # noqa: BLE001 - an unexpected bug: answer, log, keep serving
+        except Exception as exc:
+            endpoint = _endpoint_label(path)
             log.exception("internal error on %s %s", method, path)
             status, body, headers = 500, orjson.dumps({"error": f"internal error: {type(exc).__name__}"}), \
                 _HDR_JSON
@@ -293,22 +296,21 @@ class ServingApp:
                 break
         msg = await receive()
         body = msg.get("body", b"")
-        if not msg.get("more_body"):
+        if not msg.get("more_body") and len(body) <= limit:
             return body
         chunks = [body]
         size = len(body)
-        while True:
+        while size <= limit:
             msg = await receive()
             if msg["type"] == "http.disconnect":
                 raise BadRequest("client disconnected", 400)
             chunk = msg.get("body", b"")
             size += len(chunk)
-            if size > limit:
-                raise BadRequest(f"request body exceeds the limit of {limit} bytes (MODELCI_MAX_BODY_BYTES); "
-                                 "split the batch", 413)
             chunks.append(chunk)
-            if not msg.get("more_body"):
+            if not msg.get("more_body") and size <= limit:
                 return b"".join(chunks)
+        raise BadRequest(f"request body exceeds the limit of {limit} bytes (MODELCI_MAX_BODY_BYTES); "
+                         "split the batch", 413)
 
     @staticmethod
     def _parse(body: bytes) -> Any:
@@ -382,6 +384,25 @@ class ServingApp:
         if rid is not None:
             resp["id"] = rid
         return orjson.dumps(resp, option=_NUMPY)
+
+
+_STATIC = frozenset({"/predict", "/v2/health/ready", "/v2/health/live", "/metrics", "/lineage", "/v2"})
+
+
+def _endpoint_label(path: str) -> str:
+    """The route template for metrics labels (bounded cardinality), also for rejected requests."""
+    if path in _STATIC:
+        return path
+    if path.startswith("/v2/models/"):
+        rest = path[len("/v2/models/"):].split("/")[1:]
+        label = "/v2/models/{name}"
+        if len(rest) >= 2 and rest[0] == "versions":
+            label += "/versions/{version}"
+            rest = rest[2:]
+        if len(rest) == 1 and rest[0] in ("ready", "infer"):
+            return f"{label}/{rest[0]}"
+        return label if not rest else "other"
+    return "other"
 
 
 def _method(method: str, *allowed: str) -> None:

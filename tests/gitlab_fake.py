@@ -5,6 +5,7 @@ and response shapes of GitLab's REST API documentation:
 
   GET  /projects/:id
   GET  /projects/:id/packages                                   (packages API, filters + pagination)
+  DELETE /projects/:id/packages/:package_id                     (clean-up in test_real_gitlab)
   GET  /projects/:id/packages/:package_id/package_files
   PUT  /projects/:id/packages/generic/:name/:version/:file_name  (generic packages: upload)
   GET  /projects/:id/packages/generic/:name/:version/:file_name  (generic packages: download)
@@ -48,13 +49,15 @@ import os
 import re
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 API = "/api/v4"
@@ -88,9 +91,7 @@ class Request:
         self.method = method
         split = urlsplit(handler.path)
         self.raw_path = split.path
-        # split BEFORE unquoting: a project path id arrives as group%2Fproject
-        self.segments = [unquote(s) for s in split.path.split("/")]
-        self.path = "/".join(self.segments)
+        self.path = unquote(split.path)
         self.query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         self.headers = handler.headers
         length = int(handler.headers.get("Content-Length") or 0)
@@ -150,6 +151,8 @@ class FakeGitLab:
         self.routes: list[tuple[re.Pattern[str], dict[str, Callable[..., Any]], str]] = []
         self._route(r"/projects/(?P<pid>[^/]+)", {"GET": self.get_project}, "project")
         self._route(r"/projects/(?P<pid>[^/]+)/packages", {"GET": self.list_packages}, "packages")
+        self._route(r"/projects/(?P<pid>[^/]+)/packages/(?P<pkg>\d+)", {"DELETE": self.delete_package},
+                    "package")
         self._route(r"/projects/(?P<pid>[^/]+)/packages/(?P<pkg>\d+)/package_files",
                     {"GET": self.list_package_files}, "package_files")
         self._route(r"/projects/(?P<pid>[^/]+)/packages/generic/(?P<name>[^/]+)/(?P<version>[^/]+)/"
@@ -193,6 +196,11 @@ class FakeGitLab:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                # headers and body go out in separate writes: without this, Nagle + delayed ACK add 40 ms
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _any(self) -> None:
                 fake.handle(self, self.command)
 
@@ -205,7 +213,7 @@ class FakeGitLab:
                 pass  # dropped connections (mode "reset") are expected
 
         self.server = Server((host, port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         return self.url
 
@@ -273,7 +281,7 @@ class FakeGitLab:
             status, headers = err.status, dict(err.headers)
             headers["Content-Type"] = "application/json"
             body = json.dumps(err.body).encode()
-        except Exception as exc:  # a bug in the fake must be loud
+        except Exception as exc:  # noqa: BLE001 - a bug in the fake must be loud (500 with detail)
             status, headers = 500, {"Content-Type": "application/json"}
             body = json.dumps({"message": f"fake error: {exc!r}"}).encode()
         entry["status"] = status
@@ -318,7 +326,7 @@ class FakeGitLab:
 
     def _dispatch(self, req: Request, entry: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
         for pattern, methods, name in self.routes:
-            match = pattern.match(req.path)
+            match = pattern.match(req.raw_path)  # raw: a project path arrives as group%2Fproject
             if not match:
                 continue
             entry["route"] = name
@@ -326,7 +334,7 @@ class FakeGitLab:
                 raise HTTPError(405, {"message": "405 Method Not Allowed"},
                                 {"Allow": ", ".join(sorted(methods))})
             handler = methods[req.method]
-            return handler(req, entry, **match.groupdict())
+            return handler(req, entry, **{k: unquote(v) for k, v in match.groupdict().items()})
         raise HTTPError(404, {"error": "404 Not Found"})
 
     # ---- auth -------------------------------------------------------------------------------------
@@ -351,7 +359,7 @@ class FakeGitLab:
             if not job_ok:  # GitLab ignores CI_JOB_TOKEN on endpoints that do not support it
                 raise HTTPError(401, {"message": "401 Unauthorized"})
         elif not scopes & set(info["scopes"]):
-            needed = "api" if "api" in scopes else sorted(scopes)[0]
+            needed = "api" if "api" in scopes else min(scopes)
             raise HTTPError(403, {"error": "insufficient_scope",
                                   "error_description": "The request requires higher privileges than "
                                                        "provided by the access token.",
@@ -466,6 +474,18 @@ class FakeGitLab:
                   "file_name": f["file_name"], "size": len(f["data"]), "file_md5": None, "file_sha1": None,
                   "file_sha256": f["sha256"], "pipelines": []} for f in found["files"]]
         return self._paginate(req, files)
+
+    def delete_package(self, req: Request, entry: dict[str, Any], pid: str, pkg: str) -> Any:
+        auth = self._auth(req, entry, WRITE, job_ok=True)
+        project = self._project(pid, auth)
+        found = next((p for p in self.packages if p["project_id"] == project["id"] and p["id"] == int(pkg)),
+                     None)
+        if not found:
+            raise _not_found("Package")
+        if ROLES.get(auth.get("role", "maintainer"), 0) < ROLES["maintainer"]:
+            raise HTTPError(403, {"message": "403 Forbidden"})
+        self.packages.remove(found)
+        return 204, {}, b""
 
     def put_generic(self, req: Request, entry: dict[str, Any], pid: str, name: str, version: str,
                     file: str) -> Any:

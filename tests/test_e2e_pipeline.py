@@ -38,7 +38,7 @@ def scenario(tmp_path_factory, registry, base_image, docker_client):
          "registry": registry, "timings": {}}
 
     def run(name, **kw):
-        res = localci.run_pipeline(repo, gitlab, **kw)
+        res = localci.run_pipeline(repo, gitlab, fake_gitlab=repo.parent / f"gitlab-{name}.json", **kw)
         s[name] = res
         s["timings"][name] = {"total_s": round(res.seconds, 1), "jobs": res.job_seconds}
         return res
@@ -48,7 +48,7 @@ def scenario(tmp_path_factory, registry, base_image, docker_client):
 
     data = repo / "model" / "data"
     with open(data / "wine.csv", "a") as fh:
-        fh.write("".join((data / "new-batch.csv").read_text().splitlines(keepends=True)[1:]))
+        fh.write((data / "new-batch.csv").read_text())  # header-less rows, see model/data/README.md
     s["commit_B"] = localci.commit(repo, "data: append a new batch of wine measurements")
     run("B")
     s["lineage_B"] = {"staging": localci.lineage(staging_url), "production": localci.lineage(production_url)}
@@ -119,7 +119,10 @@ def test_staging_predictions_equal_the_registry_artifact(scenario, docker_client
     served = scenario["lineage_B"]["staging"]
     assert served["sha256"] == labels["io.modelci.model.sha256"] == meta["sha256"]
 
-    rows = pd.read_csv(scenario["repo"] / "model" / "data" / "new-batch.csv").head(15)
+    import io
+
+    csv_at_b = localci.git(scenario["repo"], "show", f"{scenario['commit_B']}:model/data/wine.csv")
+    rows = pd.read_csv(io.StringIO(csv_at_b)).tail(15)  # rows of the new batch
     features = [i["name"] for i in meta["inputs"]]
     records = json.loads(rows[features].to_json(orient="records"))
     expected = estimator.predict(pd.DataFrame.from_records(records, columns=features)).tolist()

@@ -56,7 +56,7 @@ def main() -> int:
     show()
     data = repo / "model" / "data"
     with open(data / "wine.csv", "a") as fh:
-        fh.write("".join((data / "new-batch.csv").read_text().splitlines(keepends=True)[1:]))
+        fh.write((data / "new-batch.csv").read_text())  # header-less rows, see model/data/README.md
     localci.commit(repo, "data: append a new batch of wine measurements")
     run("pipeline 2: a data commit retrains, gates against production, deploys to staging")
     show()
@@ -69,8 +69,8 @@ def main() -> int:
     show()
     import pandas as pd
 
-    rows = pd.read_csv(data / "new-batch.csv").head(2)
-    features = [c for c in rows.columns if c not in ("id", "target")]
+    rows = pd.read_csv(data / "wine.csv").tail(2)
+    features = [i["name"] for i in localci.model_inputs(STAGING)]
     records = json.loads(rows[features].to_json(orient="records"))
     for name, url in (("staging", STAGING), ("production", PRODUCTION)):
         print(f"  sample prediction from {name}: POST {url}/predict -> {localci.predict(url, records)}")

@@ -163,14 +163,57 @@ class LocalGitLab:
         return v
 
 
-JOB_LINE = re.compile(r"^\s*(PASS|FAIL|WARN)\s+(\S+)", re.M)
-JOB_TIME = re.compile(r"^(\S+) finished in ([\d.]+) (ms|s|min)", re.M)
+JOB_LINE = re.compile(r"^\s*(PASS|FAIL|WARN)\s+(?:\[\s*([\d.]+)\s*(ms|s|min)\]\s+)?(\S+)", re.M)
+UNIT = {"ms": 0.001, "s": 1.0, "min": 60.0}
+
+
+class FakeGitLabProcess:
+    """tests/gitlab_fake.py as a separate process (jobs run by gitlab-ci-local are processes too),
+    knowing every commit of the repo. Its state (notes, uploads, packages) is dumped to a JSON file."""
+
+    def __init__(self, repo: Path, state_file: Path, token: str, project: str = "1217:mlops/wine",
+                 mrs: tuple[int, ...] = ()):
+        commits = git(repo, "rev-list", "--all").split()
+        args = [str(VENV_BIN / "python"), str(ROOT / "tests" / "gitlab_fake.py"), "--port", "0",
+                "--token", token, "--project", project, "--state", str(state_file)]
+        for c in commits:
+            args += ["--commit", c]
+        for m in mrs:
+            args += ["--mr", str(m)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the fake GitLab did not start")
+        self.info = json.loads(line)
+        self.api_url = self.info["api_url"]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def run_pipeline(repo: Path, gitlab: LocalGitLab, *, manual: list[str] | None = None,
                  jobs: list[str] | None = None, variables: dict[str, str] | None = None,
                  project_path: str = "mlops/wine", extra_args: list[str] | None = None,
-                 timeout: float = 1200, echo: bool = False) -> PipelineResult:
+                 timeout: float = 1200, echo: bool = False, fake_gitlab: Path | None = None,
+                 mrs: tuple[int, ...] = ()) -> PipelineResult:
+    """Run the pipeline. With `fake_gitlab` (a state-file path) a fake GitLab API serves the jobs
+    for this run, and MODELCI_GITLAB_TOKEN is set to its token."""
+    fake = None
+    if fake_gitlab is not None:
+        token = "glpat-local-" + os.urandom(6).hex()
+        fake = FakeGitLabProcess(repo, fake_gitlab, token, project=f"1217:{project_path}", mrs=mrs)
+        gitlab = LocalGitLab(gitlab.registry, api_url=fake.api_url, job_token=gitlab.job_token,
+                             extra={**gitlab.extra, "MODELCI_GITLAB_TOKEN": token})
+    try:
+        return _run(repo, gitlab, manual, jobs, variables, project_path, extra_args, timeout, echo)
+    finally:
+        if fake:
+            fake.stop()
+
+
+def _run(repo, gitlab, manual, jobs, variables, project_path, extra_args, timeout, echo) -> PipelineResult:
     gcl = shutil.which("gitlab-ci-local", path=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
     if not gcl:
         raise RuntimeError("gitlab-ci-local not found: run tools/harness.sh first")
@@ -196,10 +239,10 @@ def run_pipeline(repo: Path, gitlab: LocalGitLab, *, manual: list[str] | None = 
     proc.wait(timeout)
     out = ANSI.sub("", "".join(lines))
     result = PipelineResult(proc.returncode, out, seconds=time.time() - t0)
-    for status, job in JOB_LINE.findall(out):
+    for status, num, unit, job in JOB_LINE.findall(out):
         result.jobs[job] = {"PASS": "passed", "FAIL": "failed", "WARN": "warning"}[status]
-    for job, num, unit in JOB_TIME.findall(out):
-        result.job_seconds[job] = float(num) / (1000 if unit == "ms" else 1) * (60 if unit == "min" else 1)
+        if num:
+            result.job_seconds[job] = round(float(num) * UNIT[unit], 2)
     return result
 
 
@@ -213,3 +256,10 @@ def predict(url: str, records: list[dict]) -> list:
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
         return json.load(resp)["predictions"]
+
+
+def model_inputs(url: str) -> list[dict]:
+    """The input signature from the V2 model metadata of the model served at url."""
+    name = lineage(url)["name"]
+    with urllib.request.urlopen(f"{url}/v2/models/{name}", timeout=5) as resp:  # noqa: S310 - loopback
+        return json.load(resp)["inputs"]

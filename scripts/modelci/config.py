@@ -23,8 +23,9 @@ import difflib
 import importlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ModelCIError
 from .metrics import CLASSIFICATION_METRICS, PER_CLASS_METRICS, REGRESSION_METRICS
@@ -60,7 +61,7 @@ PINT = ("int", 1)
 NNINT = ("int", 0)
 STRLIST = ("list", STR)
 
-_THRESHOLD = ("dict", {"min": (("opt", NUM), OMIT), "max": (("opt", NUM), OMIT)}, False)
+_THRESHOLD = ("dict", {"min": (NUM, OMIT), "max": (NUM, OMIT)}, False)
 
 GATE_SCHEMA = ("dict", {
     "primary_metric": (STR, OMIT),
@@ -438,13 +439,11 @@ def _check_estimator(est: dict[str, Any], task: str, fail: Callable[[str, str], 
                 raise fail(f"estimator.params.{name}", f"{cls.__name__} has no parameter '{name}'{hint}; valid: "
                                                        f"{', '.join(sorted(valid))}")
     kind = getattr(cls, "_estimator_type", None)
-    try:
+    if _constructible(cls):
         from sklearn.base import is_classifier, is_regressor
-        if _constructible(cls):
-            inst = cls()
-            kind = "classifier" if is_classifier(inst) else "regressor" if is_regressor(inst) else kind
-    except Exception:  # noqa: BLE001 - best effort only
-        pass
+
+        inst = cls()
+        kind = "classifier" if is_classifier(inst) else "regressor" if is_regressor(inst) else kind
     if task == "classification" and kind == "regressor" or task == "regression" and kind == "classifier":
         raise fail("estimator.class", f"{cls.__name__} is a {kind} but task is {task}; pick a matching estimator "
                                       "or change task")

@@ -104,8 +104,7 @@ def _check_bytes(raw: bytes, shown: str, encoding: str) -> str:
         byte = raw[exc.start:exc.start + 1].hex()
         raise ModelCIError(f"{shown}: line {line}: byte 0x{byte} is not valid {encoding}; save the file as "
                            f"{encoding} or set data.encoding to the file's encoding (e.g. latin-1, cp1252)") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = text.removeprefix("\ufeff")
     if "\x00" in text[:4096]:
         raise ModelCIError(f"{shown}: contains NUL bytes, so it is not a text CSV file (a spreadsheet or "
                            "compressed file?); export it as CSV")
@@ -167,7 +166,7 @@ def load_dataset(config: dict[str, Any]) -> Dataset:
                                f"{', '.join(missing) or '-'}; extra: {', '.join(extra) or '-'}); all data files "
                                "need the same columns")
         files.append({"path": config["data"]["files"][i], "display": shown,
-                      "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw), "rows": int(len(df))})
+                      "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw), "rows": len(df)})
         frames.append(df)
         origin_file.append(np.full(len(df), i, dtype=np.int32))
         # line numbers assume one line per record (no newlines inside quoted cells)
@@ -255,7 +254,7 @@ def _check_against_config(config: dict[str, Any], ds: Dataset) -> None:
 def _missing_mask(s: pd.Series) -> np.ndarray:
     mask = s.isna().to_numpy()
     if not pd.api.types.is_numeric_dtype(s.dtype):
-        mask = mask | (s.astype(str).str.strip() == "").to_numpy() & ~mask
+        mask = mask | (s.astype(str).str.strip() == "").to_numpy()
     return mask
 
 

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,8 @@ CLASSIFICATION_METRICS: dict[str, bool] = {
     "recall_weighted": True,
 }
 REGRESSION_METRICS: dict[str, bool] = {"mae": False, "mse": False, "rmse": False, "r2": True}
+# Computed from predicted probabilities (needs predict_proba from every model compared).
+PROBA_METRICS: dict[str, bool] = {"roc_auc": True}
 PER_CLASS_METRICS = ("precision", "recall", "f1")
 # Direction of metrics the gate does not compute itself but may find in modelci.metrics output.
 OTHER_DIRECTIONS: dict[str, bool] = {
@@ -70,7 +73,8 @@ def higher_is_better(metric: str) -> bool:
 
 
 def supported_metrics(task: str) -> dict[str, bool]:
-    return CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    """Metrics that can be the primary metric (paired bootstrap) for `task`."""
+    return {**CLASSIFICATION_METRICS, **PROBA_METRICS} if task == "classification" else REGRESSION_METRICS
 
 
 # --------------------------------------------------------------------------------------------------
@@ -108,6 +112,8 @@ def normalize_policy(gate: dict[str, Any] | None, task: str, *, source: str = "c
         where = f"{source}: gate.thresholds.{metric}"
         if isinstance(spec, (int, float)) and not isinstance(spec, bool):
             spec = {"min" if higher_is_better(metric) else "max": spec}
+        if isinstance(spec, dict):
+            spec = {k: v for k, v in spec.items() if v is not None}
         if not isinstance(spec, dict) or not spec or set(spec) - {"min", "max"}:
             raise ModelCIError(f"{where}: must be {{min: x}} and/or {{max: x}}, got {spec!r}")
         thresholds[str(metric)] = {k: _num(v, f"{where}.{k}", "write a number") for k, v in spec.items()}
@@ -173,11 +179,12 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def classification_metrics_from_cm(cm: np.ndarray) -> dict[str, np.ndarray]:
+def classification_metrics_from_cm(cm: np.ndarray, declared: int = 0) -> dict[str, np.ndarray]:
     """Metrics for a batch of confusion matrices (B, K, K), rows = true, cols = predicted.
 
-    Matches sklearn with labels=None (classes present in y_true or y_pred of that sample) and
-    zero_division=0; balanced_accuracy averages recall over classes with true rows.
+    Matches sklearn with zero_division=0 and labels = the first `declared` labels (the model's
+    classes, as modelci.metrics passes them) plus any other label present in y_true or y_pred of that
+    sample; balanced_accuracy averages recall over the classes with true rows.
     """
     cm = np.asarray(cm, dtype=float)
     if cm.ndim == 2:
@@ -186,7 +193,7 @@ def classification_metrics_from_cm(cm: np.ndarray) -> dict[str, np.ndarray]:
     support = cm.sum(axis=2)
     predicted = cm.sum(axis=1)
     n = cm.sum(axis=(1, 2))
-    present = (support + predicted) > 0
+    present = ((support + predicted) > 0) | (np.arange(cm.shape[-1]) < declared)
     has_true = support > 0
     precision = _safe_div(tp, predicted)
     recall = _safe_div(tp, support)
@@ -234,6 +241,7 @@ class _Encoded:
                     seen.add(_key(value))
                     labels.append(value)
         self.labels = labels
+        self.declared = len(classes)
         self.index = {_key(v): i for i, v in enumerate(labels)}
         self.k = len(labels)
         self.y = self.encode(y_true)
@@ -293,7 +301,7 @@ def point_metrics(task: str, y_true: Any, y_pred: Any, classes: Sequence[Any] | 
     cm = enc.confusion(enc.codes[0])
     pcs = per_class_from_cm(cm)
     return {
-        "metrics": {k: float(v[0]) for k, v in classification_metrics_from_cm(cm).items()},
+        "metrics": {k: float(v[0]) for k, v in classification_metrics_from_cm(cm, enc.declared).items()},
         "per_class": {str(label): {m: float(pcs[m][i]) for m in ("precision", "recall", "f1", "support")}
                       for i, label in enumerate(enc.labels)},
         "labels": [_key(v) for v in enc.labels],
@@ -301,10 +309,58 @@ def point_metrics(task: str, y_true: Any, y_pred: Any, classes: Sequence[Any] | 
     }
 
 
+class _AUC:
+    """ROC AUC under row weights, vectorised over resamples: binary = AUC of the second class,
+    multiclass = one-vs-rest macro average (as modelci.metrics / sklearn). Ties count one half."""
+
+    def __init__(self, y: np.ndarray, proba: Any, classes: Sequence[Any] | None, who: str):
+        proba = np.asarray(proba, dtype=float)
+        classes = list(classes or [])
+        if len(classes) < 2 or proba.ndim != 2 or proba.shape != (len(y), len(classes)):
+            raise ModelCIError(f"gate: roc_auc needs the {who} model's class probabilities, one column per "
+                               f"class ({len(classes)} classes), got shape {proba.shape}")
+        if not np.all(np.isfinite(proba)):
+            raise ModelCIError(f"gate: the {who} model's probabilities contain NaN or infinite values")
+        keys = [_key(v) for v in y]
+        missing = [c for c in classes if _key(c) not in set(keys)]
+        if missing:
+            raise ModelCIError(f"gate: roc_auc is undefined: class(es) {missing} have no hold-out rows; "
+                               "choose another gate.primary_metric or add data")
+        targets = [1] if len(classes) == 2 else range(len(classes))
+        self.parts = []
+        for k in targets:
+            order = np.argsort(proba[:, k], kind="stable")
+            scores = proba[order, k]
+            starts = np.flatnonzero(np.r_[True, scores[1:] != scores[:-1]])
+            pos = np.fromiter((keys[i] == _key(classes[k]) for i in order), dtype=bool, count=len(y))
+            self.parts.append((order, starts, pos))
+
+    def batch(self, weights: np.ndarray) -> np.ndarray:
+        """weights: (B, n) row counts -> (B,) AUC (NaN where a resample lacks a class)."""
+        out = np.zeros(weights.shape[0])
+        for order, starts, pos in self.parts:
+            w = weights[:, order].astype(float)
+            p = np.add.reduceat(w * pos, starts, axis=1)
+            q = np.add.reduceat(w * ~pos, starts, axis=1)
+            below = np.cumsum(q, axis=1) - q
+            num = (p * (below + 0.5 * q)).sum(axis=1)
+            den = p.sum(axis=1) * q.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out += np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+        return out / len(self.parts)
+
+
+def roc_auc(y_true: Any, proba: Any, classes: Sequence[Any]) -> float:
+    y = _as_array(y_true, "hold-out target", "classification")
+    return float(_AUC(y, proba, classes, "candidate").batch(np.ones((1, len(y))))[0])
+
+
 def paired_bootstrap(task: str, metric: str, y_true: Any, candidate: Any, champion: Any, *,
                      samples: int = 1000, confidence: float = 0.95, seed: int = 0,
-                     classes: Sequence[Any] | None = None) -> dict[str, Any]:
+                     classes: Sequence[Any] | None = None, candidate_proba: Any = None,
+                     champion_proba: Any = None) -> dict[str, Any]:
     """Paired bootstrap of the improvement d on `metric` (positive = candidate better).
+    roc_auc needs both models' probabilities with columns in `classes` order.
 
     Every resample draws n row indices with replacement and scores BOTH models on those rows.
     Returns point estimates, the percentile interval [lo, hi] and the d samples.
@@ -326,12 +382,29 @@ def paired_bootstrap(task: str, metric: str, y_true: Any, candidate: Any, champi
     rng = np.random.default_rng(seed)
     chunk = max(1, min(samples, 2_000_000 // n))
     diffs = np.empty(samples)
-    if task == "classification":
+    if metric in PROBA_METRICS:
+        if candidate_proba is None or champion_proba is None:
+            raise ModelCIError(f"gate.primary_metric: {metric} needs predict_proba from both the candidate "
+                               "and the champion model; choose a metric computed from predictions")
+        auc_a = _AUC(y, candidate_proba, classes, "candidate")
+        auc_b = _AUC(y, champion_proba, classes, "champion")
+        ones = np.ones((1, n))
+        point_a, point_b = auc_a.batch(ones)[0], auc_b.batch(ones)[0]
+        for start in range(0, samples, chunk):
+            m = min(chunk, samples - start)
+            idx = rng.integers(0, n, size=(m, n))
+            weights = np.bincount((idx + (np.arange(m) * n)[:, None]).ravel(), minlength=m * n).reshape(m, n)
+            diffs[start:start + m] = sign * (auc_a.batch(weights) - auc_b.batch(weights))
+        diffs = diffs[np.isfinite(diffs)]  # resamples without some class: AUC undefined, dropped
+        if len(diffs) < samples // 2:
+            raise ModelCIError("gate: roc_auc is undefined in most bootstrap resamples (a class is too "
+                               "rare in the hold-out set); choose another gate.primary_metric")
+    elif task == "classification":
         enc = _Encoded(classes or [], y, [a, b])
         ca, cb = enc.codes
         kk = enc.k * enc.k
-        point_a = classification_metrics_from_cm(enc.confusion(ca))[metric][0]
-        point_b = classification_metrics_from_cm(enc.confusion(cb))[metric][0]
+        point_a = classification_metrics_from_cm(enc.confusion(ca), enc.declared)[metric][0]
+        point_b = classification_metrics_from_cm(enc.confusion(cb), enc.declared)[metric][0]
         for start in range(0, samples, chunk):
             m = min(chunk, samples - start)
             idx = rng.integers(0, n, size=(m, n))
@@ -340,8 +413,8 @@ def paired_bootstrap(task: str, metric: str, y_true: Any, candidate: Any, champi
             for code in (ca, cb):
                 flat = (code[idx] + offset).ravel()
                 cms.append(np.bincount(flat, minlength=m * kk).reshape(m, enc.k, enc.k))
-            va = classification_metrics_from_cm(cms[0])[metric]
-            vb = classification_metrics_from_cm(cms[1])[metric]
+            va = classification_metrics_from_cm(cms[0], enc.declared)[metric]
+            vb = classification_metrics_from_cm(cms[1], enc.declared)[metric]
             diffs[start:start + m] = sign * (va - vb)
     else:
         point_a = _regression_batch(y[None], a[None])[metric][0]
@@ -399,15 +472,22 @@ def _fmt(value: float | None) -> str:
 def evaluate(policy: dict[str, Any], task: str, y_true: Any, candidate_pred: Any,
              champion_pred: Any | None = None, *, classes: Sequence[Any] | None = None,
              candidate_extra: dict[str, Any] | None = None,
-             champion_extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Apply the policy. Returns a dict with verdict, passed, dry_run, would_pass, checks, primary,
+             champion_extra: dict[str, Any] | None = None,
+             display: Sequence[str] | None = None, candidate_proba: Any = None,
+             champion_proba: Any = None) -> dict[str, Any]:
+    """Apply the policy. `display` orders the metrics shown to people (table, plot; default: all;
+    the primary and threshold metrics are always shown). Returns a dict with verdict, passed, dry_run, would_pass, checks, primary,
     metrics and per-class details (no model identity: the command adds sha256 etc.)."""
     cand = point_metrics(task, y_true, candidate_pred, classes)
+    if candidate_proba is not None and classes and policy["primary_metric"] in PROBA_METRICS:
+        cand["metrics"]["roc_auc"] = roc_auc(y_true, candidate_proba, classes)
     cand_metrics = _merge_metrics(cand["metrics"], candidate_extra, "candidate")
     champ = None
     champ_metrics: dict[str, float] | None = None
     if champion_pred is not None:
         champ = point_metrics(task, y_true, champion_pred, classes)
+        if champion_proba is not None and classes and policy["primary_metric"] in PROBA_METRICS:
+            champ["metrics"]["roc_auc"] = roc_auc(y_true, champion_proba, classes)
         champ_metrics = _merge_metrics(champ["metrics"], champion_extra, "champion")
 
     for name, value in cand_metrics.items():
@@ -473,7 +553,8 @@ def evaluate(policy: dict[str, Any], task: str, y_true: Any, candidate_pred: Any
         boot = policy["bootstrap"]
         res = paired_bootstrap(task, metric, y_true, candidate_pred, champion_pred,
                                samples=boot["samples"], confidence=boot["confidence"],
-                               seed=boot["seed"], classes=classes)
+                               seed=boot["seed"], classes=classes, candidate_proba=candidate_proba,
+                               champion_proba=champion_proba)
         diffs = res.pop("diffs")
         comparison = decide(res["lo"], res["hi"], policy["allowed_regression"])
         res["comparison"] = comparison
@@ -501,6 +582,7 @@ def evaluate(policy: dict[str, Any], task: str, y_true: Any, candidate_pred: Any
     would_pass = verdict == PROMOTE or (verdict == NO_CHANGE and policy["promote_no_change"])
     dry_run = bool(policy["dry_run"])
     reasons = [c["message"] for c in checks if not c["passed"]]
+    shown = [m for m in [metric, *(display or cand_metrics), *policy["thresholds"]] if m in cand_metrics]
     return {
         "verdict": verdict,
         "passed": bool(would_pass and not dry_run),
@@ -510,6 +592,7 @@ def evaluate(policy: dict[str, Any], task: str, y_true: Any, candidate_pred: Any
         "primary": primary,
         "reasons": reasons,
         "metrics": {"candidate": cand_metrics, "champion": champ_metrics},
+        "display_metrics": list(dict.fromkeys(shown)),
         "per_class": {"candidate": cand.get("per_class"), "champion": (champ or {}).get("per_class")},
         "confusion_matrix": {"labels": cand.get("labels"), "candidate": cand.get("confusion_matrix"),
                              "champion": (champ or {}).get("confusion_matrix")},
@@ -647,11 +730,14 @@ def summary_markdown(verdict: dict[str, Any], image: str | None = None) -> str:
     out = [f"### modelci gate: {model.get('name') or 'model'} {model.get('version') or ''}".rstrip(), "",
            title, ""]
     cand_label = f"candidate `{str(verdict.get('sha256') or '')[:12]}`"
-    champ_label = (f"champion {champ_info.get('version') or ''} `{str(verdict.get('champion_sha256'))[:12]}`"
+    champ_label = (" ".join(p for p in ("champion", champ_info.get("version"),
+                                        f"`{str(verdict.get('champion_sha256'))[:12]}`") if p)
                    if verdict.get("champion_sha256") else "champion (none)")
     cm = verdict["metrics"].get("champion") or {}
     out += [f"| metric | {cand_label} | {champ_label} | Δ |", "|---|---:|---:|---:|"]
-    for metric, value in verdict["metrics"]["candidate"].items():
+    cand_metrics = verdict["metrics"]["candidate"]
+    for metric in verdict.get("display_metrics") or list(cand_metrics):
+        value = cand_metrics[metric]
         other = cm.get(metric)
         delta = f"{value - other:+.4f}" if other is not None else ""
         star = " (primary)" if metric == p["metric"] else ""
@@ -718,7 +804,7 @@ def plot_png(result: dict[str, Any], path: str | os.PathLike[str], task: str,
     ax = axes[1]
     cand = result["metrics"]["candidate"]
     champ = result["metrics"].get("champion") or {}
-    names = list(cand)
+    names = [n for n in (result.get("display_metrics") or list(cand)) if n in cand]
     x = np.arange(len(names))
     width = 0.4 if champ else 0.8
     ax.bar(x - (width / 2 if champ else 0), [cand[n] for n in names], width, label="candidate")
@@ -726,7 +812,8 @@ def plot_png(result: dict[str, Any], path: str | os.PathLike[str], task: str,
         ax.bar(x + width / 2, [champ.get(n, np.nan) for n in names], width, label="champion")
     ax.set_xticks(x, names, rotation=45, ha="right")
     ax.set_title("metrics on the same hold-out rows")
-    ax.legend()
+    ax.set_ylim(0, max(1.0, *(cand[n] for n in names)) * 1.15)
+    ax.legend(loc="upper center", ncols=2, fontsize=8, frameon=False)
     if diffs is not None:
         ax = axes[2]
         p = result["primary"]

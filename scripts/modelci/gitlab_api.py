@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -216,8 +217,7 @@ def server_url_from_env() -> str:
         raise ModelCIError("environment: CI_API_V4_URL/CI_SERVER_URL: not set, so the GitLab API is unknown; "
                            "run in GitLab CI or set MODELCI_GITLAB_URL (e.g. https://gitlab.example.com)")
     url = url.rstrip("/")
-    if url.endswith("/api/v4"):
-        url = url[: -len("/api/v4")]
+    url = url.removesuffix("/api/v4")
     if urlsplit(url).scheme not in ("http", "https"):
         raise ModelCIError(f"environment: GitLab URL {url!r} is not http(s); set CI_API_V4_URL or "
                            "MODELCI_GITLAB_URL to e.g. https://gitlab.example.com/api/v4")

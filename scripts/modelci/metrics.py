@@ -19,7 +19,8 @@ higher is better except mae and rmse (see `HIGHER_IS_BETTER`).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,7 @@ def compute(task: str, y_true: Sequence[Any], y_pred: Sequence[Any], y_proba: An
 
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
-    out: dict[str, Any] = {"n": int(len(y_true))}
+    out: dict[str, Any] = {"n": len(y_true)}
     scalars: dict[str, float] = {}
     if task == "regression":
         yt = y_true.astype(float)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,7 @@ def _canonical_column(series: pd.Series) -> list[str]:
         return [canonical(v) for v in series.tolist()]
     if pd.api.types.is_numeric_dtype(series.dtype):
         arr = series.to_numpy(dtype=float, na_value=np.nan)
-        return ["" if v != v else repr(v) for v in arr.tolist()]
+        return ["" if math.isnan(v) else repr(v) for v in arr.tolist()]
     return [canonical(v) for v in series.tolist()]
 
 
@@ -73,6 +74,6 @@ def row_keys(df: pd.DataFrame, id_column: str | None = None) -> list[str]:
 
 def holdout_mask(df: pd.DataFrame, fraction: float, id_column: str | None = None) -> np.ndarray:
     """Boolean array: True for hold-out rows."""
-    limit = int(round(fraction * BUCKETS))
+    limit = round(fraction * BUCKETS)
     keys: Iterable[str] = row_keys(df, id_column)
     return np.fromiter((bucket(k) < limit for k in keys), dtype=bool, count=len(df))

@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
     repo = ImageRepo.parse(args.image)
     name, major = _model_identity(args.config)
     context = Path(args.context)
+    bundled = os.environ.get("MODELCI_SERVING_CONTEXT")
+    if bundled and not (context / "Dockerfile").exists() and not (context / "app").exists():
+        log.info(f"no Dockerfile/app in {context}: using modelci's serving app from {bundled}")
+        context = Path(bundled)
     for needed in ("Dockerfile", "app"):
         if not (context / needed).exists():
             raise ModelCIError(f"{context / needed}: missing from the build context; set --context to the "

@@ -75,14 +75,14 @@ def _predict(estimator: Any, X: Any, who: str, meta: dict[str, Any]) -> tuple[An
     frame = X[cols] if cols else X
     try:
         pred = estimator.predict(frame)
-    except Exception as exc:  # a model that cannot score the hold-out set is an error, not a pass
+    except Exception as exc:  # noqa: BLE001 - any failure to score the hold-out set is an error, not a pass
         raise ModelCIError(f"gate: {who} model failed to predict the hold-out rows "
                            f"({exc.__class__.__name__}: {str(exc)[:200]}); check the model and data") from None
     proba = None
     if hasattr(estimator, "predict_proba"):
         try:
             proba = estimator.predict_proba(frame)
-        except Exception:
+        except Exception:  # noqa: BLE001 - probabilities are optional (only roc_auc needs them)
             proba = None
     return pred, proba
 
@@ -92,6 +92,22 @@ class _MissingInputs(ModelCIError):
         super().__init__(f"gate: {who} model needs input column(s) {', '.join(missing)} that the hold-out "
                          "set does not have")
         self.who = who
+
+
+def _aligned_proba(estimator: Any, proba: Any, classes: list[Any] | None, who: str) -> Any:
+    """Probability columns re-ordered to `classes` (the candidate's), or None if they cannot be."""
+    if proba is None or not classes:
+        return None
+    import numpy as np
+
+    own = [gate._key(c) for c in getattr(estimator, "classes_", [])]
+    want = [gate._key(c) for c in classes]
+    if sorted(map(str, own)) != sorted(map(str, want)) or len(own) != np.shape(proba)[1]:
+        log.warn(f"gate: the {who} model's classes {own} differ from the candidate's {want}; "
+                 "its probabilities are not compared")
+        return None
+    index = {str(c): i for i, c in enumerate(own)}
+    return np.asarray(proba)[:, [index[str(c)] for c in want]]
 
 
 def _extra_metrics(task: str, y: Any, pred: Any, proba: Any, classes: list[Any] | None) -> dict[str, Any]:
@@ -143,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     cand_pred, cand_proba = _predict(estimator, X, "candidate", meta)
 
     champ_meta: dict[str, Any] | None = None
-    champ_pred = champ_proba = None
+    champ_pred = champ_proba = champ_est = None
     champion_note = None
     if _has_model(args.champion):
         champ_est, champ_meta = artifact.load_model(args.champion)
@@ -168,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
         policy, task, y, cand_pred, champ_pred, classes=classes,
         candidate_extra=_extra_metrics(task, y, cand_pred, cand_proba, classes),
         champion_extra=(_extra_metrics(task, y, champ_pred, champ_proba, classes)
+                        if champ_pred is not None else None),
+        display=config.get("metrics") or None,
+        candidate_proba=_aligned_proba(estimator, cand_proba, classes, "candidate"),
+        champion_proba=(_aligned_proba(champ_est, champ_proba, classes, "champion")
                         if champ_pred is not None else None),
     )
     result["schema"] = gate.VERDICT_SCHEMA
