@@ -28,11 +28,17 @@ def banner(text: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quiet", action="store_true", help="do not stream the job logs")
+    ap.add_argument("--down", action="store_true", help="stop the demo's environments and registry")
     args = ap.parse_args()
+    if args.down:
+        return down()
     registry = localci.Registry(5000, STATE / "registry").start()
     gitlab = localci.LocalGitLab(registry, extra={
         "MODELCI_STAGING_URL": STAGING, "MODELCI_PRODUCTION_URL": PRODUCTION,
-        "MODELCI_DEPLOY_NAMESPACE": "demo"})
+        "MODELCI_DEPLOY_NAMESPACE": "demo",
+        # No GitLab runs here: the gate's MR/commit note is skipped (the e2e tests post it to a
+        # stand-in GitLab API). Everything else is real: Docker, the registry, the pipeline.
+        "MODELCI_REPORT": "false"})
     repo = localci.make_project(STATE / "repo")
     timings = {}
 
@@ -77,7 +83,18 @@ def main() -> int:
     print(f"\n  staging:    {STAGING}/v2/models/wine   production: {PRODUCTION}/v2/models/wine")
     print(f"  registry:   http://127.0.0.1:5000/v2/mlops/wine/serving/tags/list")
     print(f"  timings (s): {json.dumps(timings)}")
-    print("  stop everything: tools/demo.sh --help; containers are named modelci-demo-*")
+    print("  stop everything: bash tools/demo.sh --down")
+    return 0
+
+
+def down() -> int:
+    import subprocess
+
+    for env, url in (("staging", STAGING), ("production", PRODUCTION)):
+        subprocess.run([str(localci.VENV_BIN / "modelci"), "deploy", "--teardown", "--namespace", "demo",
+                        "--environment", env, "--url", url], check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(["pkill", "-f", f"docker-registry serve {STATE / 'registry'}"], check=False)
+    print("demo stopped (registry data kept in .modelci-local/demo/registry)")
     return 0
 
 

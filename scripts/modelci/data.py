@@ -112,7 +112,8 @@ def _check_bytes(raw: bytes, shown: str, encoding: str) -> str:
 
 
 def _parse(text: str, shown: str, sep: str, src: str) -> pd.DataFrame:
-    first_line = text.split("\n", 1)[0].rstrip("\r")
+    end = text.find("\n")
+    first_line = (text if end < 0 else text[:end]).rstrip("\r")
     try:
         header = next(csv.reader([first_line], delimiter=sep))
     except (csv.Error, StopIteration):

@@ -326,8 +326,11 @@ def deploy(image_ref: str, environment: str, url: str, *, namespace: str | None 
             dockerutil.pull(target.c, image_ref, auth)
         with tempfile.TemporaryDirectory(prefix="modelci-deploy-") as tmp:
             labels, meta, smoke = _image_model(target.c, image_ref, Path(tmp))
-        if verdict:
-            _require_verdict(verdict, meta)
+            if verdict:
+                from .gate import require_passing_verdict
+
+                require_passing_verdict(verdict, Path(tmp) / "artifact")
+                log.info(f"gate verdict {verdict} passes for model sha256 {meta['sha256'][:12]}…")
         version = labels.get("io.modelci.model.version") or meta.get("version")
         port = free_port()
         log.info(f"deploy {meta.get('name')} {version} to {environment}: new backend on 127.0.0.1:{port}")
@@ -372,15 +375,3 @@ def deploy(image_ref: str, environment: str, url: str, *, namespace: str | None 
     return {"environment": environment, "url": url, "image": image_ref, "model_name": meta.get("name"),
             "model_version": version, "sha256": meta["sha256"], "backend": new.name,
             "replaced": [b.name for b in old], "timings": timings}
-
-
-def _require_verdict(verdict_path: str, meta: dict[str, Any]) -> None:
-    data = artifact.read_json(verdict_path, "gate verdict")
-    if data.get("dry_run"):
-        raise ModelCIError(f"{verdict_path}: a dry-run verdict never allows a deploy; rerun the gate "
-                           "with dry_run: false")
-    if data.get("sha256") != meta["sha256"]:
-        raise ModelCIError(f"{verdict_path}: verdict is for model sha256 {str(data.get('sha256'))[:12]}…, "
-                           f"not the image's {meta['sha256'][:12]}…; refusing to deploy")
-    if not data.get("passed"):
-        raise ModelCIError(f"{verdict_path}: verdict {data.get('verdict')} did not pass; refusing to deploy")

@@ -9,6 +9,7 @@ Exit 0 passed (or dry run), 2 rejected, 3 NO_CHANGE not promotable, 1 error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -33,6 +34,10 @@ def register(subparsers: Any) -> None:
                    help="output directory (env MODELCI_GATE_OUT; default <MODELCI_OUT|out>/gate)")
     p.add_argument("--dry-run", action="store_true", default=log.env("MODELCI_GATE_DRY_RUN") == "true",
                    help="report without blocking (overrides gate.dry_run; env MODELCI_GATE_DRY_RUN=true)")
+    p.add_argument("--report", action=argparse.BooleanOptionalAction,
+                   default=log.env("MODELCI_REPORT", "false") == "true",
+                   help="after the verdict (whatever it is), post the evidence as the MR/commit note "
+                        "like `modelci report` (env MODELCI_REPORT=true)")
     p.set_defaults(func=run)
     sub = p.add_subparsers(dest="gate_command", metavar="SUBCOMMAND", required=False,
                            parser_class=type(p))
@@ -214,6 +219,18 @@ def run(args: argparse.Namespace) -> int:
                       "would_pass": result["would_pass"], "sha256": result["sha256"],
                       "champion_sha256": result["champion_sha256"], "out": str(out_dir),
                       "exit_code": result["exit_code"]}))
+    if args.report:
+        from . import report as report_cmd
+
+        report_args = argparse.Namespace(gate_dir=str(out_dir), mr=log.env("CI_MERGE_REQUEST_IID"),
+                                         commit=log.env("CI_COMMIT_SHA"), plot=True)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # stdout keeps exactly one JSON document
+                report_cmd.run(report_args)
+        except ModelCIError as err:
+            if result["exit_code"] == 0:
+                raise
+            log.warn(f"report: {err}")
     return result["exit_code"]
 
 

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Benchmark: whole-process time of `modelci train` vs a plain scikit-learn script.
+
+Both processes read the same generated CSV, hold out ~25% of the rows, fit the same pipeline
+(median imputation + standard scaling + HistGradientBoostingClassifier with the same parameters),
+score the hold-out rows and save the model. modelci additionally validates the data, hashes it,
+assigns rows by stable hash, computes all metrics, feature statistics, a smoke sample and the run
+record, and writes everything atomically. The ratio modelci / plain is the overhead (goal <= 1.1).
+
+The data size is chosen so that the plain run takes at least --min-seconds (default 30): if the first
+plain run is shorter, the number of boosting iterations is scaled up and the plain run repeated.
+
+    .venv/bin/python bench/train_bench.py [--rows 200000] [--features 20] [--max-iter 40] [--repeat 1]
+
+Prints a JSON result on stdout (timings in seconds, ratio, goal_met). Not run by the test suite.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ROOT / ".venv" / "bin"
+
+PLAIN = textwrap.dedent("""
+    import json, sys, joblib, pandas as pd
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.metrics import accuracy_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data, out, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    df = pd.read_csv(data)
+    X = df[[c for c in df.columns if c.startswith("f")]]
+    y = df["label"]
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=42)
+    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+                          HistGradientBoostingClassifier(**params))
+    model.fit(X_tr, y_tr)
+    acc = accuracy_score(y_te, model.predict(X_te))
+    joblib.dump(model, out, compress=3)
+    print(json.dumps({"accuracy": acc}))
+""")
+
+
+def generate(path: Path, rows: int, features: int, seed: int = 0) -> None:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, features))
+    w = rng.normal(size=(features, 4))
+    nonlin = np.sin(3 * X[:, :4]) @ rng.normal(size=(4, 4))
+    y = (X @ w + nonlin + rng.gumbel(size=(rows, 4))).argmax(1)
+    df = pd.DataFrame(X.round(5), columns=[f"f{i:02d}" for i in range(features)])
+    df.insert(0, "id", np.arange(1, rows + 1))
+    df["label"] = np.array(["a", "b", "c", "d"])[y]
+    df.to_csv(path, index=False)
+
+
+def write_config(path: Path, features: int, params: dict) -> None:
+    import yaml
+
+    cfg = {
+        "model": {"name": "bench", "major": 1},
+        "data": {"files": ["data.csv"]},
+        "task": "classification",
+        "target": "label",
+        "id_column": "id",
+        "features": {"numeric": [f"f{i:02d}" for i in range(features)]},
+        "preprocessing": {"numeric": {"impute": "median", "scale": "standard"}},
+        "estimator": {"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": params},
+        "holdout": {"fraction": 0.25},
+        "seed": 42,
+    }
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    env = dict(os.environ)
+    env.pop("MODELCI_CACHE_DIR", None)
+    t = time.perf_counter()
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, check=False)
+    elapsed = time.perf_counter() - t
+    if res.returncode != 0:
+        sys.exit(f"train_bench: command failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr[-3000:]}")
+    return elapsed, res.stdout
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--features", type=int, default=20)
+    ap.add_argument("--max-iter", type=int, default=40, help="boosting iterations (scaled up if too fast)")
+    ap.add_argument("--min-seconds", type=float, default=30.0, help="minimum duration of the plain run")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per side; the fastest counts")
+    ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="modelci-train-bench-"))
+    try:
+        model = work / "model"
+        model.mkdir()
+        t = time.perf_counter()
+        generate(model / "data.csv", args.rows, args.features)
+        print(f"generated {args.rows} x {args.features} rows in {time.perf_counter() - t:.1f}s "
+              f"({(model / 'data.csv').stat().st_size / 1e6:.0f} MB) in {work}", file=sys.stderr)
+        (work / "plain.py").write_text(PLAIN)
+        python = str(VENV_BIN / "python")
+        modelci = str(VENV_BIN / "modelci")
+
+        def params(max_iter: int) -> dict:
+            return {"max_iter": max_iter, "early_stopping": False, "random_state": 42}
+
+        max_iter = args.max_iter
+        plain_cmd = lambda: [python, "plain.py", "model/data.csv", "plain.joblib", json.dumps(params(max_iter))]  # noqa: E731
+        plain_s, _ = timed(plain_cmd(), work)
+        print(f"plain run: {plain_s:.1f}s with max_iter={max_iter}", file=sys.stderr)
+        if plain_s < args.min_seconds:
+            max_iter = int(max_iter * args.min_seconds / plain_s * 1.15) + 1
+            plain_s, _ = timed(plain_cmd(), work)
+            print(f"plain run: {plain_s:.1f}s with max_iter={max_iter}", file=sys.stderr)
+        write_config(model / "modelci.yml", args.features, params(max_iter))
+        mc_cmd = [modelci, "train", "--config", "model/modelci.yml", "--out", "out"]
+
+        plain_times, mc_times = [plain_s], []
+        summary: dict = {}
+        for i in range(args.repeat):
+            if i:
+                plain_times.append(timed(plain_cmd(), work)[0])
+            s, out = timed(mc_cmd, work)
+            mc_times.append(s)
+            summary = json.loads(out)
+            print(f"modelci train: {s:.1f}s", file=sys.stderr)
+
+        plain, mc = min(plain_times), min(mc_times)
+        record = json.loads((work / "out" / "run.json").read_text())
+        result = {
+            "rows": args.rows, "features": args.features, "estimator": "HistGradientBoostingClassifier",
+            "max_iter": max_iter, "plain_s": round(plain, 2), "modelci_s": round(mc, 2),
+            "ratio": round(mc / plain, 3), "goal": 1.1, "goal_met": mc / plain <= 1.1,
+            "plain_runs": [round(x, 2) for x in plain_times], "modelci_runs": [round(x, 2) for x in mc_times],
+            "modelci_phases": record["durations"], "modelci_accuracy": summary["metrics"].get("accuracy"),
+        }
+        print(json.dumps(result, indent=2))
+        return 0
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
