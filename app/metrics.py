@@ -10,24 +10,33 @@ Exported families (all prefixed ``modelci_``):
   predictions_total{model,class}                         counter (classification)
   prediction_value{model}                                summary count/sum (regression) + _sum_squares gauge
   inference_rows_total{model}                            counter
-  feature_value{model,feature}                           summary count/sum over non-missing numeric values
+  feature_value{model,feature}                           histogram of non-missing numeric values; buckets
+                                                         are the training's decile edges (feature_stats)
   feature_value_sum_squares{model,feature}               gauge (with count and sum: mean and variance)
   feature_missing_total{model,feature}                   counter (null / NaN numeric values, null strings)
-  feature_category_total{model,feature,value}            counter (categorical; at most MAX_CATEGORIES
-                                                         distinct values, the rest counted as "__other__")
-  text_length_chars{model,feature}                       summary count/sum of text lengths (+ _sum_squares)
+  feature_category_total{model,feature,value}            counter (categorical; the training's categories,
+                                                         plus up to MAX_CATEGORIES unseen ones, the rest
+                                                         counted as "__other__")
+  text_length_chars{model,feature}                       histogram of text lengths (training edges) + _sum_squares
   model_info{model,version,sha256}                       gauge = 1
   model_ready                                            gauge 0/1
 """
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    SummaryMetricFamily,
+)
+from prometheus_client.utils import floatToGoString
 
 MAX_CATEGORIES = 100
 OTHER = "__other__"
@@ -35,13 +44,19 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 
 class _Moments:
-    __slots__ = ("count", "missing", "squares", "total")
+    """count/sum/sum of squares of finite values, missing (null/NaN) count and, when the training
+    statistics give bin edges, counts per bin (upper bounds = the training's decile edges)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("bounds", "buckets", "count", "missing", "squares", "total")
+
+    def __init__(self, edges: list[float] | None = None) -> None:
         self.count = 0
         self.total = 0.0
         self.squares = 0.0
         self.missing = 0
+        # bucket i counts values in (bounds[i-1], bounds[i]]; the last bucket is +Inf
+        self.bounds = [float(e) for e in edges[1:]] if edges and len(edges) >= 2 else []
+        self.buckets = [0] * (len(self.bounds) + 1)
 
     def add_array(self, arr: np.ndarray) -> None:
         if arr.shape[0] == 1:
@@ -50,6 +65,7 @@ class _Moments:
                 self.count += 1
                 self.total += v
                 self.squares += v * v
+                self.buckets[bisect_left(self.bounds, v)] += 1
             else:
                 self.missing += 1
             return
@@ -62,6 +78,31 @@ class _Moments:
         self.missing += arr.shape[0] - n
         self.total += float(a.sum())
         self.squares += float(np.dot(a, a))
+        if self.bounds:
+            idx = np.searchsorted(np.asarray(self.bounds), a, side="left")
+            for i, c in enumerate(np.bincount(idx, minlength=len(self.buckets)).tolist()):
+                self.buckets[i] += c
+        else:
+            self.buckets[0] += n
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out, acc = [], 0
+        for bound, c in zip(self.bounds, self.buckets):
+            acc += c
+            out.append((floatToGoString(bound), acc))
+        out.append(("+Inf", self.count))
+        return out
+
+
+def _edges(stats: Any, name: str, key: str | None = None) -> list[float] | None:
+    st = stats.get(name) if isinstance(stats, dict) else None
+    if isinstance(st, dict) and key:
+        st = st.get(key)
+    hist = st.get("histogram") if isinstance(st, dict) else None
+    edges = hist.get("edges") if isinstance(hist, dict) else None
+    if isinstance(edges, list) and all(isinstance(e, (int, float)) for e in edges):
+        return sorted(float(e) for e in edges)
+    return None
 
 
 class ModelStats:
@@ -70,10 +111,22 @@ class ModelStats:
     def __init__(self, model: Any) -> None:
         self.model_name = model.name
         self.rows = 0
-        self.numeric = {c.name: _Moments() for c in model.columns if c.numeric}
-        self.categorical = {c.name: {} for c in model.columns if not c.numeric and c.kind == "categorical"}
+        fstats = model.meta.get("feature_stats") or {}
+        self.numeric = {c.name: _Moments(_edges(fstats, c.name)) for c in model.columns if c.numeric}
+        self.categorical: dict[str, dict[str, int]] = {}
+        self.cat_cap: dict[str, int] = {}
+        for c in model.columns:
+            if not c.numeric and c.kind == "categorical":
+                st = fstats.get(c.name) if isinstance(fstats, dict) else None
+                freqs = st.get("frequencies") if isinstance(st, dict) else None
+                known = [str(k) for k in freqs if k != OTHER] if isinstance(freqs, dict) else []
+                # the training's categories are always exported (0 until seen): drift checks compare
+                # the same label set; unseen values get room too, then go to "__other__"
+                self.categorical[c.name] = dict.fromkeys(known, 0)
+                self.cat_cap[c.name] = len(known) + MAX_CATEGORIES
         self.cat_missing = {c.name: 0 for c in model.columns if not c.numeric}
-        self.text = {c.name: _Moments() for c in model.columns if not c.numeric and c.kind != "categorical"}
+        self.text = {c.name: _Moments(_edges(fstats, c.name, "length")) for c in model.columns
+                     if not c.numeric and c.kind != "categorical"}
         self.classification = model.task == "classification"
         self.classes: dict[str, int] = {}
         if self.classification and model.classes is not None:
@@ -92,19 +145,15 @@ class ModelStats:
                         self.cat_missing[name] += 1
                         continue
                     if v not in counts:
-                        v = v if len(counts) < MAX_CATEGORIES else OTHER
+                        v = v if len(counts) < self.cat_cap[name] else OTHER
                         counts.setdefault(v, 0)
                     counts[v] += 1
             else:
                 mom = self.text[name]
-                for v in values:
-                    if v is None:
-                        self.cat_missing[name] += 1
-                    else:
-                        n = len(v)
-                        mom.count += 1
-                        mom.total += n
-                        mom.squares += n * n
+                lengths = [len(v) for v in values if v is not None]
+                self.cat_missing[name] += len(values) - len(lengths)
+                if lengths:
+                    mom.add_array(np.asarray(lengths, dtype=np.float64))
         if self.classification:
             classes = self.classes
             if y.shape[0] == 1:
@@ -158,12 +207,12 @@ class _StatsCollector:
                                    "Sum of squared predicted values (regression)", labels=["model"])
             pq.add_metric([m], stats.pred.squares)
             yield pq
-        fv = SummaryMetricFamily("modelci_feature_value", "Numeric input values (non-missing)",
-                                 labels=["model", "feature"])
+        fv = HistogramMetricFamily("modelci_feature_value", "Numeric input values (non-missing); buckets "
+                                   "are the training data's decile edges", labels=["model", "feature"])
         fq = GaugeMetricFamily("modelci_feature_value_sum_squares", "Sum of squared numeric input values",
                                labels=["model", "feature"])
         for name, mom in stats.numeric.items():
-            fv.add_metric([m, name], mom.count, mom.total)
+            fv.add_metric([m, name], mom.cumulative(), mom.total)
             fq.add_metric([m, name], mom.squares)
         yield fv
         yield fq
@@ -182,12 +231,12 @@ class _StatsCollector:
                     cat.add_metric([m, name, v], n)
             yield cat
         if stats.text:
-            tl = SummaryMetricFamily("modelci_text_length_chars", "Length of text inputs in characters",
-                                     labels=["model", "feature"])
+            tl = HistogramMetricFamily("modelci_text_length_chars", "Length of text inputs in characters",
+                                       labels=["model", "feature"])
             tq = GaugeMetricFamily("modelci_text_length_chars_sum_squares",
                                    "Sum of squared text input lengths", labels=["model", "feature"])
             for name, mom in stats.text.items():
-                tl.add_metric([m, name], mom.count, mom.total)
+                tl.add_metric([m, name], mom.cumulative(), mom.total)
                 tq.add_metric([m, name], mom.squares)
             yield tl
             yield tq

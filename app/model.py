@@ -80,7 +80,7 @@ class Column:
         self.name = name
         self.kind = kind
         self.datatype = datatype
-        self.numeric = datatype in NUMERIC_DATATYPES
+        self.numeric = datatype in NUMERIC_DATATYPES or datatype == "BOOL"
 
 
 class Batch:
@@ -123,7 +123,10 @@ class Model:
         self.columns = self._signature(meta)
         self.names = [c.name for c in self.columns]
         self.by_name = {c.name: c for c in self.columns}
-        self.numeric_only = all(c.numeric for c in self.columns)
+        # Fast path: every input is a numeric feature (numeric scalers/imputers/trees treat int and
+        # float alike), so one float64 block makes the DataFrame. Otherwise each column keeps its
+        # JSON-inferred type (int64, bool, str), exactly like the training's replay of smoke.json.
+        self.numeric_only = all(c.numeric and c.kind == "numeric" for c in self.columns)
         import pandas as pd
 
         self._index = pd.Index(self.names)
@@ -214,6 +217,8 @@ class Model:
                     raise BadRequest(f"{where}: input '{col.name}' is numeric ({col.datatype}); "
                                      f"got {type(v).__name__} {v!r}")
             return out
+        if kind == "b" and col.datatype in ("INT64", "BOOL"):
+            return arr  # a boolean column (training declares bool columns INT64)
         got = "booleans" if kind == "b" else "strings" if kind in "US" else f"dtype {arr.dtype}"
         raise BadRequest(f"{where}: input '{col.name}' is numeric ({col.datatype}); got {got}")
 
@@ -306,7 +311,8 @@ class Model:
             where = f"input '{c.name}'"
             datatype = t.get("datatype")
             if c.numeric:
-                if datatype not in NUMERIC_DATATYPES:
+                if datatype not in NUMERIC_DATATYPES and not (
+                        datatype == "BOOL" and c.datatype in ("INT64", "BOOL")):
                     raise BadRequest(f"{where}: datatype {datatype!r} does not match the model signature "
                                      f"({c.datatype}; any of FP32, FP64, INT32, INT64 is accepted)")
             elif datatype != "BYTES":

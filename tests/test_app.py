@@ -724,3 +724,53 @@ def test_server_process_tampered_model_exits_nonzero(dirs, tmp_path):
     assert not ever_ready
     assert code == 1, out
     assert "altered" in out and "refusing" in out
+
+
+def test_bool_columns_and_training_bins_in_metrics(tmp_path):
+    """Training declares bool columns INT64 and replays smoke rows through JSON: the app must accept
+    true/false there, and the drift metrics use the training's bins and categories."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(1)
+    n = 120
+    X = pd.DataFrame({"price": rng.uniform(0, 100, n), "promo": rng.random(n) < 0.5,
+                      "store": rng.choice(["north", "south", "east"], n)})
+    y = np.where(X["promo"] & (X["price"] < 60), "buy", "skip")
+    model = Pipeline([("prep", ColumnTransformer([("store", OneHotEncoder(handle_unknown="ignore"), ["store"])],
+                                                 remainder="passthrough")),
+                      ("clf", LogisticRegression(max_iter=500))]).fit(X, y)
+    inputs = [{"name": "price", "kind": "numeric", "datatype": "FP64"},
+              {"name": "promo", "kind": "categorical", "datatype": "INT64"},
+              {"name": "store", "kind": "categorical", "datatype": "BYTES"}]
+    meta = _meta("shop", "classification", inputs, ["buy", "skip"], "BYTES")
+    meta["feature_stats"] = {
+        "price": {"kind": "numeric", "mean": 50.0, "histogram": {"edges": [0.0, 25.0, 50.0, 75.0, 100.0],
+                                                                  "counts": [30, 30, 30, 30]}},
+        "store": {"kind": "categorical", "frequencies": {"north": 40, "south": 40, "east": 40}},
+    }
+    save_model(tmp_path / "shop", model, meta)
+    rows = json.loads(json.dumps([{"price": float(p), "promo": bool(b), "store": str(s)}
+                                  for p, b, s in X.head(8).itertuples(index=False)]))
+    write_json_atomic(tmp_path / "shop" / "smoke.json", {"inputs": rows, "expected": []})
+    app = loaded(tmp_path / "shop")
+    status, resp = call(app, "POST", "/predict", rows)
+    assert status == 200, resp
+    assert resp["predictions"] == model.predict(pd.DataFrame.from_records(rows)).tolist()
+    req = {"inputs": [{"name": "price", "shape": [2], "datatype": "FP64", "data": [10.0, 80.0]},
+                      {"name": "promo", "shape": [2], "datatype": "BOOL", "data": [True, False]},
+                      {"name": "store", "shape": [2], "datatype": "BYTES", "data": ["north", "west"]}]}
+    status, resp = call(app, "POST", "/v2/models/shop/infer", req)
+    assert status == 200, resp
+    _, text_ = call(app, "GET", "/metrics")
+    prices = [r["price"] for r in rows] + [10.0, 80.0]
+    for le in (25.0, 50.0, 75.0, 100.0):
+        assert _metric(text_, "modelci_feature_value_bucket", feature="price", le=le) == \
+            sum(p <= le for p in prices)
+    assert _metric(text_, "modelci_feature_value_bucket", feature="price", le="+Inf") == len(prices)
+    # training categories are exported even before they are seen; unseen ones are counted too
+    for store in ("north", "south", "east", "west"):
+        assert f'value="{store}"' in text_
+    assert _metric(text_, "modelci_feature_category_total", feature="store", value="west") == 1

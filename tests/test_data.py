@@ -234,3 +234,11 @@ def test_example_model_holdout(monkeypatch):
     monkeypatch.chdir(root)
     X, y = load_holdout(load_config("model/modelci.yml"))
     assert 25 <= len(X) <= 45 and set(y) == {"class_0", "class_1", "class_2"}
+
+
+def test_utf8_bom_and_crlf_are_accepted(tmp_path, capsys):
+    text = "\ufeff" + GOOD.replace("\n", "\r\n")
+    path = write_project(tmp_path, numeric_config(), files={"data.csv": text.encode("utf-8")})
+    code, out, err = run(capsys, "train", "--config", path, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert out["rows"]["total"] == 160

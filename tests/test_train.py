@@ -440,3 +440,14 @@ def test_categorical_column_of_numeric_codes(tmp_path, capsys):
     # a JSON number reaches the model as a number and matches the training category
     p = model.predict(pd.DataFrame.from_records([{"a": 0, "b": 5, "zone": 11}, {"a": 0, "b": 5, "zone": 22}]))
     assert p[0] - p[1] > 3
+
+
+def test_stdout_is_only_json_with_parallel_search(tmp_path):
+    """Progress printed by parallel CV workers goes to stderr; stdout stays one JSON document."""
+    cfg = numeric_config(search={"params": {"C": [0.1, 1.0]}, "cv": 2, "n_jobs": 2})
+    path = write_project(tmp_path, cfg, {"data.csv": numeric_frame()})
+    res = subprocess.run([sys.executable, "-m", "modelci.cli", "train", "--config", str(path), "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["best_params"]["estimator__C"] in (0.1, 1.0)
+    assert "Fitting 2 folds for each of 2 candidates" in res.stderr

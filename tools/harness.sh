@@ -60,7 +60,17 @@ if [ ! -x "$GCL_DIR/node_modules/.bin/gitlab-ci-local" ]; then
   mkdir -p "$GCL_DIR"
   (cd "$GCL_DIR" && npm install --silent --no-audit --no-fund "gitlab-ci-local@$GCL_VERSION" >/dev/null)
 fi
-ln -sf "$GCL_DIR/node_modules/.bin/gitlab-ci-local" "$VENV/bin/gitlab-ci-local"
+# gitlab-ci-local needs Node >= 20; Debian 12 ships 18: bring a Node 20 binary from the npm registry.
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ] && [ ! -x "$GCL_DIR/node_modules/.bin/node" ]; then
+  log "Node $(node --version) is too old for gitlab-ci-local: installing node@20 from the npm registry"
+  (cd "$GCL_DIR" && npm install --silent --no-audit --no-fund "node@20" >/dev/null)
+fi
+rm -f "$VENV/bin/gitlab-ci-local"
+cat > "$VENV/bin/gitlab-ci-local" <<WRAP
+#!/bin/sh
+PATH="$GCL_DIR/node_modules/.bin:\$PATH" exec "$GCL_DIR/node_modules/.bin/gitlab-ci-local" "\$@"
+WRAP
+chmod +x "$VENV/bin/gitlab-ci-local"
 
 [ "${1:-}" = "--no-images" ] && exit 0
 

@@ -111,7 +111,7 @@ def _check_bytes(raw: bytes, shown: str, encoding: str) -> str:
     return text
 
 
-def _parse(text: str, shown: str, sep: str, src: str) -> pd.DataFrame:
+def _parse(text: str, raw: bytes, encoding: str, shown: str, sep: str, src: str) -> pd.DataFrame:
     end = text.find("\n")
     first_line = (text if end < 0 else text[:end]).rstrip("\r")
     try:
@@ -135,7 +135,9 @@ def _parse(text: str, shown: str, sep: str, src: str) -> pd.DataFrame:
     if empty:
         raise ModelCIError(f"{shown}: line 1: column {empty[0] + 1} has no name; name every column in the header")
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, skipinitialspace=False, low_memory=False)
+        # parsing the bytes is faster than parsing the decoded text; the text was checked above
+        enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+        df = pd.read_csv(io.BytesIO(raw), sep=sep, encoding=enc, low_memory=False)
     except pd.errors.ParserError as exc:
         msg = str(exc).strip().splitlines()[-1]
         raise ModelCIError(f"{shown}: not valid CSV ({msg}); check the separator and the quoting on that "
@@ -159,7 +161,7 @@ def load_dataset(config: dict[str, Any]) -> Dataset:
         total.update(raw)
         shown = display_path(path)
         text = _check_bytes(raw, shown, encoding)
-        df = _parse(text, shown, sep, src)
+        df = _parse(text, raw, encoding, shown, sep, src)
         if frames and set(df.columns) != set(frames[0].columns):
             missing = sorted(set(frames[0].columns) - set(df.columns))
             extra = sorted(set(df.columns) - set(frames[0].columns))

@@ -275,7 +275,13 @@ def build_model(config: dict[str, Any], X: pd.DataFrame | None = None) -> tuple[
     from sklearn.pipeline import Pipeline
 
     if config.get("entry_point"):
-        model = clone(load_entry_point(config))
+        est = load_entry_point(config)
+        try:
+            model = clone(est)
+        except Exception as exc:  # noqa: BLE001 - user object
+            raise ModelCIError(f"{config['_config_file']}: entry_point: {config['entry_point']}() returned an object "
+                               f"scikit-learn cannot clone ({exc}); return an unfitted estimator whose __init__ "
+                               "only stores its parameters") from None
     else:
         cls = import_object(config["estimator"]["class"])
         try:
@@ -491,6 +497,44 @@ def smoke_sample(model: Any, X_hold: pd.DataFrame, n: int = SMOKE_ROWS) -> tuple
     return {"inputs": inputs, "expected": expected}, warnings
 
 
+# ---------------------------------------------------------------------------------------------- evaluate
+# Classifiers whose predict() is by definition the class of highest predict_proba(): for these the
+# hold-out predictions are taken from the probabilities instead of a second pass over the rows.
+ARGMAX_CLASSIFIERS = ("LogisticRegression", "HistGradientBoostingClassifier", "RandomForestClassifier",
+                      "ExtraTreesClassifier", "DecisionTreeClassifier", "ExtraTreeClassifier",
+                      "GradientBoostingClassifier", "KNeighborsClassifier", "GaussianNB", "MultinomialNB",
+                      "BernoulliNB", "ComplementNB", "CategoricalNB")
+CONSISTENCY_SAMPLE = 256
+
+
+def _final_estimator(model: Any) -> Any:
+    while hasattr(model, "steps"):
+        model = model.steps[-1][1]
+    return model
+
+
+def predict_holdout(config: dict[str, Any], model: Any, X: pd.DataFrame,
+                    y_train: pd.Series) -> tuple[np.ndarray, Any, list[Any] | None]:
+    """(predictions, probabilities or None, classes or None) on the hold-out rows."""
+    if config["task"] != "classification":
+        return model.predict(X), None, None
+    classes_arr = getattr(model, "classes_", None)
+    classes = to_native(list(classes_arr if classes_arr is not None else sorted(y_train.unique())))
+    proba = None
+    if hasattr(model, "predict_proba"):
+        try:
+            proba = model.predict_proba(X)
+        except (AttributeError, NotImplementedError):
+            proba = None
+    if proba is not None and classes_arr is not None and \
+            type(_final_estimator(model)).__name__ in ARGMAX_CLASSIFIERS:
+        derived = np.asarray(classes_arr)[np.argmax(proba, axis=1)]
+        head = X.iloc[:CONSISTENCY_SAMPLE]
+        if np.array_equal(np.asarray(model.predict(head)), derived[:len(head)]):
+            return derived, proba, classes
+    return model.predict(X), proba, classes
+
+
 # ---------------------------------------------------------------------------------------------- train
 def _module_refs(model: Any, module_root: str) -> list[str]:
     refs = set()
@@ -558,15 +602,7 @@ def train(config: dict[str, Any], ds: Dataset) -> TrainResult:
 
     t = time.perf_counter()
     with log.section("modelci_evaluate", "Evaluating on the hold-out set"):
-        y_pred = model.predict(Xh)
-        proba, classes = None, None
-        if config["task"] == "classification":
-            classes = to_native(list(getattr(model, "classes_", sorted(y.unique()))))
-            if hasattr(model, "predict_proba"):
-                try:
-                    proba = model.predict_proba(Xh)
-                except (AttributeError, NotImplementedError):
-                    proba = None
+        y_pred, proba, classes = predict_holdout(config, model, Xh, y)
         names = config["metrics"] or list(known_metrics(config["task"]))
         result = compute(config["task"], yh.to_numpy(), y_pred, proba, classes, names=names)
         for k, v in result["metrics"].items():
