@@ -85,6 +85,36 @@ def wait_ready(port: int, path: str, proc: subprocess.Popen | None = None, timeo
     raise RuntimeError(f"127.0.0.1:{port}{path} not ready after {timeout}s")
 
 
+def _tree(pid: int) -> list[int]:
+    """pid and all its descendants (gunicorn's worker, MLServer's helpers)."""
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User+system CPU time of a process tree: a cost per request that other load on the machine
+    barely changes (unlike requests/s)."""
+    if not pid:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in _tree(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def pinned(cmd: list[str], core: str) -> list[str]:
     return ["taskset", "-c", core, *cmd] if shutil.which("taskset") else cmd
 
@@ -237,14 +267,16 @@ d = json.load(open({str(data)!r}))
 one = pd.DataFrame(d["one"])[d["cols"]]
 big = pd.DataFrame(d["big"])[d["cols"]]
 for _ in range(200): m.predict(one)
-n, t0 = 0, time.perf_counter()
+n, t0, c0 = 0, time.perf_counter(), time.process_time()
 while n < 20000 and time.perf_counter() - t0 < {duration}:
     m.predict(one); n += 1
 rate = n / (time.perf_counter() - t0)
+cpu = (time.process_time() - c0) / n * 1e6
 ts = []
 for _ in range(20):
     t = time.perf_counter(); m.predict(big); ts.append(time.perf_counter() - t)
-print(json.dumps({{"predict_per_s": rate, "batch1000_ms": statistics.median(ts) * 1e3}}))
+print(json.dumps({{"predict_per_s": rate, "cpu_us_per_predict": cpu,
+                  "batch1000_ms": statistics.median(ts) * 1e3}}))
 """
     out = subprocess.run(pinned([sys.executable, "-c", code], SERVER_CORE), capture_output=True, text=True,
                          check=True)
@@ -281,6 +313,15 @@ class Server:
     def __init__(self, name: str, port: int, proc: subprocess.Popen | None = None, container: Any = None,
                  logfile: Path | None = None) -> None:
         self.name, self.port, self.proc, self.container, self.logfile = name, port, proc, container, logfile
+
+    @property
+    def pid(self) -> int | None:
+        if self.proc is not None:
+            return self.proc.pid
+        if self.container is not None:
+            self.container.reload()
+            return int(self.container.attrs["State"]["Pid"]) or None
+        return None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -500,7 +541,11 @@ def main(argv: list[str] | None = None) -> int:
 
         def measure(srv: Server) -> None:
             log(f"{srv.name}: {args.requests} x 1-row infer, concurrency {args.concurrency}")
+            c0 = cpu_seconds(srv.pid)
             r = load(srv.port, infer, req["one"], args.requests, args.concurrency, args.duration, work)
+            # the warm-up run is included in the CPU time: count its requests too
+            total = r["requests"] + max(50, args.requests // 10)
+            r["cpu_us_per_request"] = (cpu_seconds(srv.pid) - c0) / total * 1e6
             r["batch1000_ms"] = batch_latency(srv.port, infer, req["batch"], args.batch_requests)
             results["servers"][srv.name] = r
             srv.stop()
@@ -547,12 +592,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(res: dict[str, Any]) -> None:
     ip = res["inprocess"]
-    print(f"\nin-process predict (core {SERVER_CORE}): {ip['predict_per_s']:.0f}/s 1-row, "
-          f"{ip['batch1000_ms']:.1f} ms for 1000 rows")
-    print(f"\n{'server':<12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'1000 rows ms':>13}")
+    print(f"\nin-process predict (core {SERVER_CORE}): {ip['predict_per_s']:.0f}/s 1-row "
+          f"({ip['cpu_us_per_predict']:.0f} CPU us each), {ip['batch1000_ms']:.1f} ms for 1000 rows")
+    print(f"\n{'server':<12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU us/req':>11} "
+          f"{'1000 rows ms':>13}")
     for name, r in res["servers"].items():
         print(f"{name:<12} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7} "
-              f"{r['batch1000_ms']:>13.1f}")
+              f"{r['cpu_us_per_request']:>11.0f} {r['batch1000_ms']:>13.1f}")
     s = res["servers"]
     app = s.get("app-image") or s.get("app-venv")
     ratios: dict[str, float] = {}
@@ -561,7 +607,14 @@ def report(res: dict[str, Any]) -> None:
             ratios["app / MLServer req/s (goal >= 2)"] = app["rps"] / s["mlserver"]["rps"]
         if "flask" in s:
             ratios["app / Flask+gunicorn req/s (goal >= 1.3)"] = app["rps"] / s["flask"]["rps"]
+        if "mlserver" in s:
+            ratios["MLServer / app CPU per request"] = s["mlserver"]["cpu_us_per_request"] / \
+                app["cpu_us_per_request"]
+        if "flask" in s:
+            ratios["Flask / app CPU per request"] = s["flask"]["cpu_us_per_request"] / app["cpu_us_per_request"]
         ratios["app req/s / in-process predict/s (goal >= 0.75)"] = app["rps"] / ip["predict_per_s"]
+        ratios["in-process CPU per predict / app CPU per request"] = ip["cpu_us_per_predict"] / \
+            app["cpu_us_per_request"]
         ratios["app 1000-row HTTP / in-process latency"] = app["batch1000_ms"] / ip["batch1000_ms"]
     if ratios:
         print()

@@ -10,7 +10,7 @@ record, and writes everything atomically. The ratio modelci / plain is the overh
 The data size is chosen so that the plain run takes at least --min-seconds (default 30): if the first
 plain run is shorter, the number of boosting iterations is scaled up and the plain run repeated.
 
-    .venv/bin/python bench/train_bench.py [--rows 200000] [--features 20] [--max-iter 40] [--repeat 2]
+    .venv/bin/python bench/train_bench.py [--rows 200000] [--features 20] [--max-iter 60] [--repeat 2] [--threads 1]
 
 Prints a JSON result on stdout: wall-clock times (the goal is judged on these), CPU times of each
 process tree (less sensitive to other load on a shared machine) and both ratios. Not run by the test
@@ -88,9 +88,16 @@ def write_config(path: Path, features: int, params: dict) -> None:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
+THREADS = "1"
+
+
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
     """(wall seconds, CPU seconds of the process and its children, stdout)."""
     env = dict(os.environ)
+    # OpenMP/BLAS thread pools degrade erratically when other processes compete for the cores;
+    # both sides run with the same fixed thread count (--threads)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = THREADS
     env.pop("MODELCI_CACHE_DIR", None)
     env.pop("FORCE_RETRAIN", None)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -111,11 +118,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--features", type=int, default=20)
-    ap.add_argument("--max-iter", type=int, default=40, help="boosting iterations (scaled up if too fast)")
+    ap.add_argument("--max-iter", type=int, default=60, help="boosting iterations (scaled up if too fast)")
     ap.add_argument("--min-seconds", type=float, default=30.0, help="minimum duration of the plain run")
     ap.add_argument("--repeat", type=int, default=2, help="runs per side, alternating; the fastest counts")
+    ap.add_argument("--threads", type=int, default=1, help="OpenMP/BLAS threads for both runs")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
     args = ap.parse_args()
+    global THREADS
+    THREADS = str(args.threads)
 
     work = Path(tempfile.mkdtemp(prefix="modelci-train-bench-"))
     try:
@@ -169,7 +179,7 @@ def main() -> int:
             "ratio": round(mc / plain, 3), "goal": 1.1, "goal_met": mc / plain <= 1.1,
             "plain_cpu_s": round(plain_c, 2), "modelci_cpu_s": round(mc_c, 2), "cpu_ratio": round(mc_c / plain_c, 3),
             "plain_runs_s": [round(w, 2) for w, _ in plain_runs], "modelci_runs_s": [round(w, 2) for w, _ in mc_runs],
-            "load_average": os.getloadavg(), "modelci_phases": record["durations"],
+            "threads": args.threads, "load_average": os.getloadavg(), "modelci_phases": record["durations"],
             "modelci_accuracy": summary["metrics"].get("accuracy"),
         }
         print(json.dumps(result, indent=2))

@@ -18,10 +18,20 @@ and response shapes of GitLab's REST API documentation:
   POST /projects/:id/repository/commits/:sha/discussions
   PUT  /projects/:id/repository/commits/:sha/discussions/:discussion_id/notes/:note_id
   POST /projects/:id/uploads                                    (markdown uploads, multipart `file`)
+  PUT  /projects/:id                                            (projects API edit: CI/CD settings)
+  GET  POST /projects/:id/environments, GET /projects/:id/environments/:environment_id
+  GET  POST /projects/:id/protected_environments                (Premium+; 404 on a "free" project)
+  GET  PUT DELETE /projects/:id/protected_environments/:name    (deploy_access_levels, approval_rules)
+  GET  POST /projects/:id/variables, GET PUT DELETE /projects/:id/variables/:key
+  GET  POST /projects/:id/pipeline_schedules, GET PUT DELETE /projects/:id/pipeline_schedules/:id
+  POST /projects/:id/pipeline_schedules/:id/variables, PUT DELETE .../variables/:key
+  POST /projects/:id/pipeline                                   (create a pipeline, with variables)
 
 Strictness: 401 for a missing or unknown token (PRIVATE-TOKEN, JOB-TOKEN or Authorization: Bearer);
 a job token only works on the package endpoints (as on GitLab); 403 insufficient_scope when the
-token's scopes do not cover the endpoint; 403 for a role too low to write packages; 404 for an
+token's scopes do not cover the endpoint; 403 for a role too low to write packages (and for the
+project settings, protected environments and CI/CD variables, below Maintainer; environments,
+schedules and pipelines, below Developer); 404 for an
 unknown route, project, merge request, commit, package or note (and for a project the token's user
 cannot see); 405 for a known route with the wrong method.
 
@@ -137,7 +147,7 @@ class FakeGitLab:
         self.projects: dict[int, dict[str, Any]] = {}
         for pid, spec in (projects or {42: {"path": "group/project", "mrs": [7], "commits": []}}).items():
             self.add_project(pid, spec.get("path", f"group/p{pid}"), mrs=spec.get("mrs", []),
-                             commits=spec.get("commits", []))
+                             commits=spec.get("commits", []), tier=spec.get("tier", "premium"))
         self.state_file = state_file
         self._ids = itertools.count(1000)
         self.packages: list[dict[str, Any]] = []
@@ -149,7 +159,7 @@ class FakeGitLab:
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
         self.routes: list[tuple[re.Pattern[str], dict[str, Callable[..., Any]], str]] = []
-        self._route(r"/projects/(?P<pid>[^/]+)", {"GET": self.get_project}, "project")
+        self._route(r"/projects/(?P<pid>[^/]+)", {"GET": self.get_project, "PUT": self.edit_project}, "project")
         self._route(r"/projects/(?P<pid>[^/]+)/packages", {"GET": self.list_packages}, "packages")
         self._route(r"/projects/(?P<pid>[^/]+)/packages/(?P<pkg>\d+)", {"DELETE": self.delete_package},
                     "package")
@@ -169,11 +179,19 @@ class FakeGitLab:
                     r"(?P<did>[0-9a-f]+)/notes/(?P<nid>\d+)", {"PUT": self.update_commit_note},
                     "commit_discussion_note")
         self._route(r"/projects/(?P<pid>[^/]+)/uploads", {"POST": self.create_upload}, "uploads")
+        self._setup_routes()
 
     # ---- set-up helpers ---------------------------------------------------------------------------
-    def add_project(self, pid: int, path: str, *, mrs: list[int] = (), commits: list[str] = ()) -> None:
+    def add_project(self, pid: int, path: str, *, mrs: list[int] = (), commits: list[str] = (),
+                    tier: str = "premium") -> None:
+        """tier "free" = GitLab CE/Free: the protected environments API does not exist there (404)."""
         self.projects[int(pid)] = {"id": int(pid), "path_with_namespace": path,
-                                   "mrs": {int(i) for i in mrs}, "commits": set(commits)}
+                                   "mrs": {int(i) for i in mrs}, "commits": set(commits), "tier": tier,
+                                   "default_branch": "main", "branches": {"main"},
+                                   "settings": {"ci_forward_deployment_enabled": False,
+                                                "ci_forward_deployment_rollback_allowed": False},
+                                   "environments": [], "protected_environments": [], "variables": [],
+                                   "schedules": [], "pipelines": []}
 
     def add_token(self, token: str, *, kind: str = "private", scopes: list[str] = ("api",),
                   role: str = "maintainer", projects: list[int] | None = None) -> None:
@@ -431,12 +449,22 @@ class FakeGitLab:
 
     # ---- handlers ---------------------------------------------------------------------------------
     def get_project(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
-        project = self._project(pid, self._auth(req, entry, READ))
+        auth = self._auth(req, entry, READ)
+        project = self._project(pid, auth)
+        return 200, {}, self._project_json(project, auth)
+
+    def _project_json(self, project: dict[str, Any], auth: dict[str, Any]) -> dict[str, Any]:
         path = project["path_with_namespace"]
-        return 200, {}, {"id": project["id"], "name": path.rsplit("/", 1)[-1],
-                         "path": path.rsplit("/", 1)[-1], "path_with_namespace": path,
-                         "name_with_namespace": path.replace("/", " / "), "default_branch": "main",
-                         "web_url": f"{self.url}/{path}", "visibility": "private"}
+        level = ROLES.get(auth.get("role", "maintainer"), 0)
+        out = {"id": project["id"], "name": path.rsplit("/", 1)[-1],
+               "path": path.rsplit("/", 1)[-1], "path_with_namespace": path,
+               "name_with_namespace": path.replace("/", " / "), "default_branch": project["default_branch"],
+               "web_url": f"{self.url}/{path}", "visibility": "private",
+               "permissions": {"project_access": {"access_level": level, "notification_level": 3},
+                               "group_access": None}}
+        if level >= ROLES["maintainer"]:  # GitLab exposes CI/CD settings to those who can admin the project
+            out.update(project["settings"])
+        return out
 
     def _package_json(self, pkg: dict[str, Any], project: dict[str, Any]) -> dict[str, Any]:
         return {"id": pkg["id"], "name": pkg["name"], "version": pkg["version"], "package_type": "generic",
@@ -631,6 +659,439 @@ class FakeGitLab:
         entry["bytes"] = len(data)
         return 201, {}, upload
 
+
+    # ---- project settings, environments, protected environments, variables, schedules, pipelines ---
+    def _setup_routes(self) -> None:
+        pid = r"/projects/(?P<pid>[^/]+)"
+        self._route(pid + r"/environments", {"GET": self.list_environments, "POST": self.create_environment},
+                    "environments")
+        self._route(pid + r"/environments/(?P<eid>\d+)", {"GET": self.get_environment}, "environment")
+        self._route(pid + r"/protected_environments/?",
+                    {"GET": self.list_protected_envs, "POST": self.protect_env}, "protected_environments")
+        self._route(pid + r"/protected_environments/(?P<name>[^/]+)",
+                    {"GET": self.get_protected_env, "PUT": self.update_protected_env,
+                     "DELETE": self.unprotect_env}, "protected_environment")
+        self._route(pid + r"/variables", {"GET": self.list_variables, "POST": self.create_variable}, "variables")
+        self._route(pid + r"/variables/(?P<key>[^/]+)",
+                    {"GET": self.get_variable, "PUT": self.update_variable, "DELETE": self.delete_variable},
+                    "variable")
+        self._route(pid + r"/pipeline_schedules", {"GET": self.list_schedules, "POST": self.create_schedule},
+                    "pipeline_schedules")
+        self._route(pid + r"/pipeline_schedules/(?P<sid>\d+)",
+                    {"GET": self.get_schedule, "PUT": self.update_schedule, "DELETE": self.delete_schedule},
+                    "pipeline_schedule")
+        self._route(pid + r"/pipeline_schedules/(?P<sid>\d+)/variables", {"POST": self.create_schedule_var},
+                    "pipeline_schedule_variables")
+        self._route(pid + r"/pipeline_schedules/(?P<sid>\d+)/variables/(?P<key>[^/]+)",
+                    {"PUT": self.update_schedule_var, "DELETE": self.delete_schedule_var},
+                    "pipeline_schedule_variable")
+        self._route(pid + r"/pipeline", {"POST": self.create_pipeline}, "pipeline_create")
+
+    @staticmethod
+    def _bool(value: Any, field: str) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        raise HTTPError(400, {"error": f"{field} is invalid"})
+
+    def _admin(self, req: Request, entry: dict[str, Any], pid: str, scopes: set[str] = WRITE,
+               role: str = "maintainer") -> dict[str, Any]:
+        return self._project(pid, self._auth(req, entry, scopes, min_role=role))
+
+    def edit_project(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
+        auth = self._auth(req, entry, WRITE, min_role="maintainer")
+        project = self._project(pid, auth)
+        body = req.json()
+        known = {"ci_forward_deployment_enabled", "ci_forward_deployment_rollback_allowed", "description",
+                 "default_branch", "visibility", "name"}
+        given = {k: v for k, v in body.items() if k in known}
+        if not given:
+            raise HTTPError(400, {"error": ", ".join(sorted(known)) + " are missing, at least one parameter "
+                                                                       "must be provided"})
+        for key in ("ci_forward_deployment_enabled", "ci_forward_deployment_rollback_allowed"):
+            if key in given:
+                project["settings"][key] = self._bool(given[key], key)
+        if "default_branch" in given:
+            if given["default_branch"] not in project["branches"]:
+                raise HTTPError(400, {"message": {"default_branch": ["is invalid"]}})
+            project["default_branch"] = given["default_branch"]
+        return 200, {}, self._project_json(project, auth)
+
+    # environments API
+    def _env_json(self, env: dict[str, Any]) -> dict[str, Any]:
+        return dict(env)
+
+    def list_environments(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
+        project = self._project(pid, self._auth(req, entry, READ, min_role="reporter"))
+        items = list(project["environments"])
+        q = req.query
+        if q.get("name") and q.get("search"):
+            raise HTTPError(400, {"error": "name, search are mutually exclusive"})
+        if q.get("name"):
+            items = [e for e in items if e["name"] == q["name"]]
+        if q.get("search"):
+            items = [e for e in items if q["search"] in e["name"]]
+        if q.get("states"):
+            if q["states"] not in ("available", "stopping", "stopped"):
+                raise HTTPError(400, {"error": "states does not have a valid value"})
+            items = [e for e in items if e["state"] == q["states"]]
+        status, headers, chunk = self._paginate(req, items)
+        return status, headers, [self._env_json(e) for e in chunk]
+
+    def get_environment(self, req: Request, entry: dict[str, Any], pid: str, eid: str) -> Any:
+        project = self._project(pid, self._auth(req, entry, READ, min_role="reporter"))
+        env = next((e for e in project["environments"] if e["id"] == int(eid)), None)
+        if not env:
+            raise _not_found("Environment")
+        return 200, {}, self._env_json(env)
+
+    def create_environment(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
+        project = self._admin(req, entry, pid, role="developer")
+        body = req.json()
+        name = body.get("name")
+        if not name:
+            raise HTTPError(400, {"error": "name is missing"})
+        if any(e["name"] == name for e in project["environments"]):
+            raise HTTPError(400, {"message": {"name": ["has already been taken"]}})
+        tier = body.get("tier") or ("production" if name.startswith("prod") else
+                                    "staging" if name.startswith("stag") else "other")
+        if tier not in ("production", "staging", "testing", "development", "other"):
+            raise HTTPError(400, {"error": "tier does not have a valid value"})
+        now = _now()
+        env = {"id": next(self._ids), "name": name, "slug": re.sub(r"[^a-z0-9-]", "-", name.lower())[:24],
+               "external_url": body.get("external_url"), "state": "available", "tier": tier,
+               "created_at": now, "updated_at": now, "enable_advanced_logs_querying": False, "logs_api_path": None,
+               "auto_stop_at": None, "description": body.get("description")}
+        project["environments"].append(env)
+        return 201, {}, self._env_json(env)
+
+    # protected environments API (Premium+)
+    LEVELS = {30: "Developers + Maintainers", 40: "Maintainers", 60: "Admins"}
+
+    def _pe_project(self, req: Request, entry: dict[str, Any], pid: str) -> dict[str, Any]:
+        auth = self._auth(req, entry, WRITE)
+        project = self._project(pid, dict(auth, role_ok=True))
+        if project["tier"] == "free":  # CE/Free: the route does not exist
+            raise HTTPError(404, {"error": "404 Not Found"})
+        if ROLES.get(auth.get("role", "maintainer"), 0) < ROLES["maintainer"]:  # authorize_admin_project
+            raise HTTPError(403, {"message": "403 Forbidden"})
+        return project
+
+    def _rule(self, spec: Any, approval: bool) -> dict[str, Any]:
+        if not isinstance(spec, dict):
+            raise HTTPError(400, {"error": "deploy_access_levels is invalid"})
+        who = [k for k in ("access_level", "user_id", "group_id") if spec.get(k) is not None]
+        if len(who) != 1:
+            raise HTTPError(400, {"error": "access_level, user_id, group_id are mutually exclusive, "
+                                           "exactly one parameter must be provided"})
+        rule = {"id": next(self._ids), "access_level": None, "user_id": None, "group_id": None,
+                "group_inheritance_type": int(spec.get("group_inheritance_type") or 0)}
+        try:
+            rule[who[0]] = int(spec[who[0]])
+        except (TypeError, ValueError):
+            raise HTTPError(400, {"error": f"{who[0]} is invalid"}) from None
+        if rule["access_level"] is not None and rule["access_level"] not in self.LEVELS:
+            raise HTTPError(400, {"error": "access_level does not have a valid value"})
+        rule["access_level_description"] = (self.LEVELS.get(rule["access_level"]) if rule["access_level"]
+                                            else f"user {rule['user_id']}" if rule["user_id"]
+                                            else f"group {rule['group_id']}")
+        if approval:
+            try:
+                rule["required_approvals"] = int(spec.get("required_approvals", 1))
+            except (TypeError, ValueError):
+                raise HTTPError(400, {"error": "required_approvals is invalid"}) from None
+            if rule["required_approvals"] < 1:
+                raise HTTPError(400, {"message": {"required_approvals": ["must be greater than 0"]}})
+        return rule
+
+    def _apply_rules(self, current: list[dict[str, Any]], specs: Any, approval: bool) -> list[dict[str, Any]]:
+        if not isinstance(specs, list):
+            raise HTTPError(400, {"error": "approval_rules is invalid" if approval else
+                                           "deploy_access_levels is invalid"})
+        out = [dict(r) for r in current]
+        for spec in specs:
+            if isinstance(spec, dict) and spec.get("id") is not None:
+                found = next((r for r in out if r["id"] == int(spec["id"])), None)
+                if found is None:
+                    raise _not_found("Rule")
+                if self._bool(spec.get("_destroy", False), "_destroy"):
+                    out.remove(found)
+                elif approval and "required_approvals" in spec:
+                    found["required_approvals"] = int(spec["required_approvals"])
+            else:
+                out.append(self._rule(spec, approval))
+        return out
+
+    def list_protected_envs(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
+        project = self._pe_project(req, entry, pid)
+        return self._paginate(req, project["protected_environments"])
+
+    def _find_pe(self, project: dict[str, Any], name: str) -> dict[str, Any]:
+        pe = next((p for p in project["protected_environments"] if p["name"] == name), None)
+        if not pe:
+            raise _not_found("Protected environment")
+        return pe
+
+    def get_protected_env(self, req: Request, entry: dict[str, Any], pid: str, name: str) -> Any:
+        return 200, {}, self._find_pe(self._pe_project(req, entry, pid), name)
+
+    def protect_env(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
+        project = self._pe_project(req, entry, pid)
+        body = req.json()
+        if not body.get("name"):
+            raise HTTPError(400, {"error": "name is missing"})
+        if not body.get("deploy_access_levels"):
+            raise HTTPError(400, {"error": "deploy_access_levels is missing"})
+        if any(p["name"] == body["name"] for p in project["protected_environments"]):
+            raise HTTPError(409, {"message": "Protected environment already exists"})
+        pe = {"name": body["name"],
+              "deploy_access_levels": self._apply_rules([], body["deploy_access_levels"], False),
+              "required_approval_count": int(body.get("required_approval_count") or 0),
+              "approval_rules": self._apply_rules([], body.get("approval_rules") or [], True)}
+        project["protected_environments"].append(pe)
+        return 201, {}, pe
+
+    def update_protected_env(self, req: Request, entry: dict[str, Any], pid: str, name: str) -> Any:
+        project = self._pe_project(req, entry, pid)
+        pe = self._find_pe(project, name)
+        body = req.json()
+        new = dict(pe)
+        if "deploy_access_levels" in body:
+            new["deploy_access_levels"] = self._apply_rules(pe["deploy_access_levels"],
+                                                            body["deploy_access_levels"], False)
+            if not new["deploy_access_levels"]:
+                raise HTTPError(400, {"message": {"deploy_access_levels": ["can't be blank"]}})
+        if "approval_rules" in body:
+            new["approval_rules"] = self._apply_rules(pe["approval_rules"], body["approval_rules"], True)
+        if "required_approval_count" in body:
+            new["required_approval_count"] = int(body["required_approval_count"] or 0)
+        pe.update(new)
+        return 200, {}, pe
+
+    def unprotect_env(self, req: Request, entry: dict[str, Any], pid: str, name: str) -> Any:
+        project = self._pe_project(req, entry, pid)
+        project["protected_environments"].remove(self._find_pe(project, name))
+        return 204, {}, b""
+
+    # project-level CI/CD variables API
+    KEY_RE = re.compile(r"^[A-Za-z0-9_]{1,255}$")
+    MASKABLE_RE = re.compile(r"^[\x21-\x7e]{8,}$")  # one line, no spaces, ASCII, 8+ characters
+
+    def _var_json(self, var: dict[str, Any]) -> dict[str, Any]:
+        out = dict(var)
+        if var.get("hidden"):
+            out["value"] = None
+        return out
+
+    def _find_var(self, project: dict[str, Any], key: str, scope: str | None) -> dict[str, Any]:
+        found = [v for v in project["variables"] if v["key"] == key
+                 and (scope is None or v["environment_scope"] == scope)]
+        if not found:
+            raise _not_found("Variable")
+        if len(found) > 1:
+            raise HTTPError(409, {"message": "There are multiple variables with provided parameters. "
+                                             "Please use 'filter[environment_scope]'"})
+        return found[0]
+
+    def _check_var(self, var: dict[str, Any]) -> None:
+        if var["variable_type"] not in ("env_var", "file"):
+            raise HTTPError(400, {"error": "variable_type does not have a valid value"})
+        if var["masked"] and not self.MASKABLE_RE.match(str(var["value"])):
+            raise HTTPError(400, {"message": {"value": ["is invalid"]}})
+
+    def list_variables(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
+        project = self._admin(req, entry, pid, scopes=READ)
+        status, headers, chunk = self._paginate(req, project["variables"])
+        return status, headers, [self._var_json(v) for v in chunk]
+
+    def get_variable(self, req: Request, entry: dict[str, Any], pid: str, key: str) -> Any:
+        project = self._admin(req, entry, pid, scopes=READ)
+        return 200, {}, self._var_json(self._find_var(project, key, req.query.get("filter[environment_scope]")))
+
+    def create_variable(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
+        project = self._admin(req, entry, pid)
+        body = req.json()
+        for field in ("key", "value"):
+            if body.get(field) is None:
+                raise HTTPError(400, {"error": f"{field} is missing"})
+        if not self.KEY_RE.match(str(body["key"])):
+            raise HTTPError(400, {"message": {"key": ["can contain only letters, digits and '_'."]}})
+        hidden = self._bool(body.get("masked_and_hidden", False), "masked_and_hidden")
+        var = {"variable_type": body.get("variable_type", "env_var"), "key": body["key"], "value": str(body["value"]),
+               "protected": self._bool(body.get("protected", False), "protected"),
+               "masked": hidden or self._bool(body.get("masked", False), "masked"), "hidden": hidden,
+               "raw": self._bool(body.get("raw", False), "raw"),
+               "environment_scope": body.get("environment_scope") or "*", "description": body.get("description")}
+        self._check_var(var)
+        if any(v["key"] == var["key"] and v["environment_scope"] == var["environment_scope"]
+               for v in project["variables"]):
+            raise HTTPError(400, {"message": {"key": [f"({var['key']}) has already been taken"]}})
+        project["variables"].append(var)
+        return 201, {}, self._var_json(var)
+
+    def update_variable(self, req: Request, entry: dict[str, Any], pid: str, key: str) -> Any:
+        project = self._admin(req, entry, pid)
+        var = self._find_var(project, key, req.json().get("filter", {}).get("environment_scope")
+                             if isinstance(req.json().get("filter"), dict) else None)
+        body = req.json()
+        new = dict(var)
+        if "value" in body:
+            new["value"] = str(body["value"])
+        for field in ("protected", "masked", "raw"):
+            if field in body:
+                new[field] = self._bool(body[field], field)
+        for field in ("variable_type", "environment_scope", "description"):
+            if field in body:
+                new[field] = body[field]
+        if var["hidden"] and not new["masked"]:
+            raise HTTPError(400, {"message": {"masked": ["cannot be changed for a hidden variable"]}})
+        self._check_var(new)
+        var.update(new)
+        return 200, {}, self._var_json(var)
+
+    def delete_variable(self, req: Request, entry: dict[str, Any], pid: str, key: str) -> Any:
+        project = self._admin(req, entry, pid)
+        project["variables"].remove(self._find_var(project, key, req.query.get("filter[environment_scope]")))
+        return 204, {}, b""
+
+    # pipeline schedules API
+    CRON_RE = re.compile(r"^\s*(\S+\s+){4}\S+\s*$")
+
+    def _schedule_json(self, sched: dict[str, Any], with_vars: bool) -> dict[str, Any]:
+        out = {k: v for k, v in sched.items() if k != "variables"}
+        if with_vars:
+            out["variables"] = [dict(v) for v in sched["variables"]]
+        return out
+
+    def _find_schedule(self, project: dict[str, Any], sid: str) -> dict[str, Any]:
+        sched = next((s for s in project["schedules"] if s["id"] == int(sid)), None)
+        if not sched:
+            raise _not_found("Pipeline Schedule")
+        return sched
+
+    def _check_schedule(self, project: dict[str, Any], sched: dict[str, Any]) -> None:
+        if not self.CRON_RE.match(str(sched["cron"])):
+            raise HTTPError(400, {"message": {"cron": ["syntax is invalid"]}})
+        if str(sched["ref"]).removeprefix("refs/heads/") not in project["branches"]:
+            raise HTTPError(400, {"message": {"ref": ["is invalid"]}})
+
+    def list_schedules(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
+        project = self._project(pid, self._auth(req, entry, READ, min_role="reporter"))
+        items = project["schedules"]
+        scope = req.query.get("scope")
+        if scope not in (None, "active", "inactive"):
+            raise HTTPError(400, {"error": "scope does not have a valid value"})
+        if scope:
+            items = [s for s in items if s["active"] == (scope == "active")]
+        status, headers, chunk = self._paginate(req, items)
+        return status, headers, [self._schedule_json(s, False) for s in chunk]
+
+    def get_schedule(self, req: Request, entry: dict[str, Any], pid: str, sid: str) -> Any:
+        project = self._project(pid, self._auth(req, entry, READ, min_role="reporter"))
+        return 200, {}, self._schedule_json(self._find_schedule(project, sid), True)
+
+    def create_schedule(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
+        project = self._admin(req, entry, pid, role="developer")
+        body = req.json()
+        for field in ("description", "ref", "cron"):
+            if not body.get(field):
+                raise HTTPError(400, {"error": f"{field} is missing"})
+        now = _now()
+        sched = {"id": next(self._ids), "description": body["description"], "ref": body["ref"],
+                 "cron": body["cron"], "cron_timezone": body.get("cron_timezone") or "UTC",
+                 "next_run_at": now, "active": self._bool(body.get("active", True), "active"),
+                 "created_at": now, "updated_at": now, "owner": self._author(), "last_pipeline": None,
+                 "variables": []}
+        self._check_schedule(project, sched)
+        project["schedules"].append(sched)
+        return 201, {}, self._schedule_json(sched, True)
+
+    def update_schedule(self, req: Request, entry: dict[str, Any], pid: str, sid: str) -> Any:
+        project = self._admin(req, entry, pid, role="developer")
+        sched = self._find_schedule(project, sid)
+        body = req.json()
+        new = dict(sched)
+        for field in ("description", "ref", "cron", "cron_timezone"):
+            if field in body:
+                new[field] = body[field]
+        if "active" in body:
+            new["active"] = self._bool(body["active"], "active")
+        self._check_schedule(project, new)
+        new["updated_at"] = _now()
+        sched.update(new)
+        return 200, {}, self._schedule_json(sched, True)
+
+    def delete_schedule(self, req: Request, entry: dict[str, Any], pid: str, sid: str) -> Any:
+        project = self._admin(req, entry, pid, role="maintainer")
+        sched = self._find_schedule(project, sid)
+        project["schedules"].remove(sched)
+        return 202, {}, self._schedule_json(sched, True)  # GitLab answers 202 with the schedule
+
+    def create_schedule_var(self, req: Request, entry: dict[str, Any], pid: str, sid: str) -> Any:
+        project = self._admin(req, entry, pid, role="developer")
+        sched = self._find_schedule(project, sid)
+        body = req.json()
+        for field in ("key", "value"):
+            if body.get(field) is None:
+                raise HTTPError(400, {"error": f"{field} is missing"})
+        if not self.KEY_RE.match(str(body["key"])):
+            raise HTTPError(400, {"message": {"key": ["can contain only letters, digits and '_'."]}})
+        if any(v["key"] == body["key"] for v in sched["variables"]):
+            raise HTTPError(400, {"message": {"key": [f"({body['key']}) has already been taken"]}})
+        var = {"key": body["key"], "variable_type": body.get("variable_type", "env_var"),
+               "value": str(body["value"]), "raw": False}
+        sched["variables"].append(var)
+        return 201, {}, var
+
+    def update_schedule_var(self, req: Request, entry: dict[str, Any], pid: str, sid: str, key: str) -> Any:
+        project = self._admin(req, entry, pid, role="developer")
+        sched = self._find_schedule(project, sid)
+        var = next((v for v in sched["variables"] if v["key"] == key), None)
+        if not var:
+            raise _not_found("Variable")
+        body = req.json()
+        if "value" in body:
+            var["value"] = str(body["value"])
+        if "variable_type" in body:
+            var["variable_type"] = body["variable_type"]
+        return 200, {}, var
+
+    def delete_schedule_var(self, req: Request, entry: dict[str, Any], pid: str, sid: str, key: str) -> Any:
+        project = self._admin(req, entry, pid, role="developer")
+        sched = self._find_schedule(project, sid)
+        var = next((v for v in sched["variables"] if v["key"] == key), None)
+        if not var:
+            raise _not_found("Variable")
+        sched["variables"].remove(var)
+        return 202, {}, var
+
+    # pipelines API: create a new pipeline
+    def create_pipeline(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
+        project = self._admin(req, entry, pid, role="developer")
+        body = req.json()
+        ref = body.get("ref")
+        if not ref:
+            raise HTTPError(400, {"error": "ref is missing"})
+        if str(ref).removeprefix("refs/heads/") not in project["branches"]:
+            raise HTTPError(400, {"message": {"base": ["Reference not found"]}})
+        variables = body.get("variables") or []
+        if not isinstance(variables, list) or not all(isinstance(v, dict) and v.get("key") for v in variables):
+            raise HTTPError(400, {"error": "variables is invalid"})
+        now = _now()
+        pid_ = next(self._ids)
+        pipeline = {"id": pid_, "iid": len(project["pipelines"]) + 1, "project_id": project["id"],
+                    "sha": hashlib.sha1(f"{ref}".encode()).hexdigest(), "ref": ref, "status": "created",
+                    "source": "api", "created_at": now, "updated_at": now, "tag": False, "yaml_errors": None,
+                    "before_sha": "0" * 40, "user": self._author(), "started_at": None, "finished_at": None,
+                    "committed_at": None, "duration": None, "queued_duration": None, "coverage": None,
+                    "detailed_status": {"text": "created", "label": "created", "group": "created"},
+                    "web_url": f"{self.url}/{project['path_with_namespace']}/-/pipelines/{pid_}"}
+        project["pipelines"].append(dict(pipeline, variables=[
+            {"key": v["key"], "value": str(v.get("value", "")), "variable_type": v.get("variable_type", "env_var")}
+            for v in variables]))
+        return 201, {}, pipeline
+
     # ---- state ------------------------------------------------------------------------------------
     def dump(self) -> dict[str, Any]:
         with self.lock:
@@ -642,6 +1103,11 @@ class FakeGitLab:
                 "notes": self.notes,
                 "discussions": self.discussions,
                 "uploads": self.uploads,
+                "projects": {str(pid): {"settings": dict(p["settings"]), "environments": p["environments"],
+                                        "protected_environments": p["protected_environments"],
+                                        "variables": [dict(v, value="[hidden]") for v in p["variables"]],
+                                        "schedules": p["schedules"], "pipelines": p["pipelines"]}
+                             for pid, p in self.projects.items()},
             }
 
     def _write_state(self) -> None:

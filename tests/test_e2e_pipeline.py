@@ -104,6 +104,20 @@ def test_data_commit_reaches_staging_not_production(scenario):
     assert "1.1.0" in scenario["tags_B"]
 
 
+def test_gate_evidence_reaches_gitlab(scenario):
+    """The gate's note lands on the commit (no MR) and the new model is stored in the package registry,
+    through the GitLab API (a strict stand-in server: no GitLab can run here)."""
+    state = json.loads((scenario["repo"].parent / "gitlab-B.json").read_text())
+    notes = [n for d in state["discussions"].get(f"1217@{scenario['commit_B']}", []) for n in d["notes"]]
+    assert len(notes) == 1 and "<!-- modelci-report:wine -->" in notes[0]["body"]
+    assert "PROMOTE" in notes[0]["body"] or "NO_CHANGE" in notes[0]["body"]
+    assert any(u["alt"] == "gate" for u in state["uploads"])
+    pkgs = [p for p in state["packages"] if p.get("name") == "wine" and p.get("version") == "1.1.0"]
+    assert pkgs, state["packages"]
+    files = {f["file_name"] for f in pkgs[0].get("files", [])}
+    assert {"model.joblib", "model.json", "run.json", "verdict.json"} <= files, files
+
+
 def test_staging_predictions_equal_the_registry_artifact(scenario, docker_client, tmp_path):
     import pandas as pd
 

@@ -36,9 +36,9 @@ def main() -> int:
     gitlab = localci.LocalGitLab(registry, extra={
         "MODELCI_STAGING_URL": STAGING, "MODELCI_PRODUCTION_URL": PRODUCTION,
         "MODELCI_DEPLOY_NAMESPACE": "demo",
-        # No GitLab runs here: the gate's MR/commit note is skipped (the e2e tests post it to a
+        # No GitLab runs here: the gate's MR/commit note and the package-registry copy are skipped (the e2e tests post it to a
         # stand-in GitLab API). Everything else is real: Docker, the registry, the pipeline.
-        "MODELCI_REPORT": "false"})
+        "MODELCI_REPORT": "false", "MODELCI_MODEL_REGISTRY": "false"})
     repo = localci.make_project(STATE / "repo")
     timings = {}
 
