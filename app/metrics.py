@@ -23,6 +23,7 @@ Exported families (all prefixed ``modelci_``):
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from bisect import bisect_left
 from collections.abc import Iterable
@@ -78,12 +79,16 @@ class _Moments:
         self.missing += arr.shape[0] - n
         self.total += float(a.sum())
         self.squares += float(np.dot(a, a))
+        self.add_buckets(a)
+
+    def add_buckets(self, a: np.ndarray) -> None:
+        """Bucket counts for finite values `a` (count/total are kept by the caller)."""
         if self.bounds:
             idx = np.searchsorted(np.asarray(self.bounds), a, side="left")
             for i, c in enumerate(np.bincount(idx, minlength=len(self.buckets)).tolist()):
                 self.buckets[i] += c
         else:
-            self.buckets[0] += n
+            self.buckets[0] += a.shape[0]
 
     def cumulative(self) -> list[tuple[str, float]]:
         out, acc = [], 0
@@ -129,14 +134,31 @@ class ModelStats:
                      if not c.numeric and c.kind != "categorical"}
         self.classification = model.task == "classification"
         self.classes: dict[str, int] = {}
+        self._class_arr: np.ndarray | None = None
         if self.classification and model.classes is not None:
             self.classes = {str(c): 0 for c in model.classes}
+            with contextlib.suppress(TypeError, ValueError):
+                arr = np.asarray(model.classes)
+                if arr.ndim == 1 and arr.size and bool(np.all(arr[:-1] < arr[1:])):
+                    self._class_arr = arr  # sorted (as scikit-learn keeps classes_): searchsorted works
         self.pred = _Moments()
 
     def observe(self, batch: Any, y: np.ndarray) -> None:
         self.rows += batch.rows
-        for name, arr in batch.numeric.items():
-            self.numeric[name].add_array(arr)
+        block = batch.block
+        if block is not None and batch.rows > 1 and batch.checked:
+            # all-numeric batch without missing values: a few vectorised operations for all columns
+            sums = block.sum(axis=1).tolist()
+            squares = np.einsum("ij,ij->i", block, block).tolist()
+            n = batch.rows
+            for j, mom in enumerate(self.numeric.values()):
+                mom.count += n
+                mom.total += sums[j]
+                mom.squares += squares[j]
+                mom.add_buckets(block[j])
+        else:
+            for name, arr in batch.numeric.items():
+                self.numeric[name].add_array(arr)
         for name, values in batch.strings.items():
             counts = self.categorical.get(name)
             if counts is not None:
@@ -160,12 +182,26 @@ class ModelStats:
                 k = str(y[0].item() if hasattr(y[0], "item") else y[0])
                 classes[k] = classes.get(k, 0) + 1
             else:
-                vals, counts = np.unique(y, return_counts=True)
-                for v, c in zip(vals.tolist(), counts.tolist()):
-                    k = str(v)
-                    classes[k] = classes.get(k, 0) + c
+                self._count_classes(y)
         else:
             self.pred.add_array(np.asarray(y, dtype=np.float64).ravel())
+
+
+    def _count_classes(self, y: np.ndarray) -> None:
+        classes = self.classes
+        arr = self._class_arr
+        if arr is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                idx = np.searchsorted(arr, y)
+                np.clip(idx, 0, arr.size - 1, out=idx)
+                if bool(np.all(arr[idx] == y)):
+                    for k, c in zip(classes, np.bincount(idx, minlength=arr.size).tolist()):
+                        classes[k] += c
+                    return
+        vals, counts = np.unique(y, return_counts=True)
+        for v, c in zip(vals.tolist(), counts.tolist()):
+            k = str(v)
+            classes[k] = classes.get(k, 0) + c
 
 
 class _StatsCollector:

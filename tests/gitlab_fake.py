@@ -67,7 +67,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 API = "/api/v4"
@@ -767,7 +767,7 @@ class FakeGitLab:
         return 201, {}, self._env_json(env)
 
     # protected environments API (Premium+)
-    LEVELS = {30: "Developers + Maintainers", 40: "Maintainers", 60: "Admins"}
+    LEVELS: ClassVar[dict[int, str]] = {30: "Developers + Maintainers", 40: "Maintainers", 60: "Admins"}
 
     def _pe_project(self, req: Request, entry: dict[str, Any], pid: str) -> dict[str, Any]:
         auth = self._auth(req, entry, WRITE)

@@ -509,6 +509,25 @@ def test_prediction_errors_are_422_not_500(wine, text):
     assert call(app, "POST", "/predict", [row])[0] == 200
 
 
+def test_finiteness_shortcut_only_for_inputs_the_app_has_checked(wine, text):
+    app, model, X = wine
+    m = app.state.model
+    row = X.head(1).to_dict("records")[0]
+    assert m.decode_records([row]).checked
+    assert not m.decode_records([{**row, "alcohol": None}]).checked
+    assert not m.decode_records([{**row, "proline": 1e200}]).checked
+    # huge values take the model's own validation path: same answer as in-process, or a 422
+    status, resp = call(app, "POST", "/predict", [{**row, "proline": 1e200}])
+    if status == 200:
+        assert resp["predictions"] == model.predict(pd.DataFrame([{**row, "proline": 1e200}])).tolist()
+    else:
+        assert status == 422
+    tm = text[0].state.model
+    trow = text[2].head(1).to_dict("records")[0]
+    assert tm.decode_records([trow]).checked
+    assert not tm.decode_records([{**trow, "store": None}]).checked
+
+
 # ----------------------------------------------------------------------------- metrics
 def _metric(text_, name, **labels):
     for line in text_.splitlines():

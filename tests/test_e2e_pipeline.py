@@ -61,6 +61,14 @@ def scenario(tmp_path_factory, registry, base_image, docker_client):
     localci.commit(repo, "docs: no relevant change")
     run("D")
 
+    cfg = repo / "model" / "modelci.yml"
+    good_cfg = cfg.read_text()
+    cfg.write_text(good_cfg.replace("accuracy: {min: 0.8}", "accuracy: {min: 0.995}"))
+    localci.commit(repo, "config: a threshold no model can meet")
+    run("F")
+    s["tags_F"] = _tags(registry, docker_client)
+    cfg.write_text(good_cfg)
+
     (data / "wine.csv").write_bytes(b"<html><body>502 Bad Gateway</body></html>\n")
     localci.commit(repo, "data: corrupt export")
     run("E")
@@ -158,6 +166,15 @@ def test_irrelevant_commit_runs_nothing(scenario):
     d = scenario["D"]
     assert d.returncode == 0, d.output[-3000:]
     assert not set(d.jobs) & {TRAIN, GATE, BUILD, STAGING, PROD}, d.jobs
+
+
+def test_unmeetable_threshold_fails_the_gate_and_pushes_no_image(scenario):
+    f = scenario["F"]
+    assert f.returncode != 0
+    assert f.jobs.get(TRAIN) == "passed" and f.jobs.get(GATE) == "failed", f.jobs
+    assert BUILD not in f.jobs and STAGING not in f.jobs
+    assert "REJECT" in f.output
+    assert scenario["tags_F"] == scenario["tags_B"]
 
 
 def test_corrupt_csv_fails_before_any_image_is_built(scenario):

@@ -42,6 +42,7 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2, sort_keys=True, default=str)
             fh.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600: artifacts must be readable by CI and the app user
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -72,6 +73,8 @@ def save_model(model_dir: str | os.PathLike[str], estimator: Any, meta: dict[str
         meta = dict(meta)
         meta["sha256"] = sha256_file(tmp / MODEL_FILE)
         write_json_atomic(tmp / META_FILE, meta)
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700
+        os.chmod(tmp / MODEL_FILE, 0o644)
         if model_dir.exists():
             shutil.rmtree(model_dir)
         os.replace(tmp, model_dir)

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "modelci.commands.reproduce",
     "modelci.commands.monitor",
     "modelci.commands.setup",
+    "modelci.commands.k8s",
 ]
 
 

@@ -10,16 +10,17 @@ would-update in a dry run):
   variables             project CI/CD variables (values are never printed or logged)
   schedule              the monitoring pipeline schedule with MODELCI_MONITOR=true
 
-Every read happens before any write; a dry run only reads. Running it twice changes nothing the
-second time. The token must belong to a Maintainer (the settings, protected environments and
+Each item is read first and written only when it differs; a dry run only reads. Running it twice
+changes nothing the second time. The token must belong to a Maintainer (the settings, protected environments and
 variables APIs need it).
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from . import gitlab_api, log
 from .errors import ModelCIError
@@ -125,17 +126,14 @@ class Setup:
     def api(self, action: str) -> Iterator[None]:
         import gitlab.exceptions as gexc
 
-        try:
-            with self.client.errors(action):
-                try:
-                    yield
-                except gexc.GitlabError as exc:
-                    if getattr(exc, "response_code", None) == 403 and "scope" not in str(
-                            getattr(exc, "error_message", "")).lower():
-                        raise ModelCIError(self._forbidden(action)) from None
-                    raise
-        except ModelCIError:
-            raise
+        with self.client.errors(action):
+            try:
+                yield
+            except gexc.GitlabError as exc:
+                if getattr(exc, "response_code", None) == 403 and "scope" not in str(
+                        getattr(exc, "error_message", "")).lower():
+                    raise ModelCIError(self._forbidden(action)) from None
+                raise
 
     def _forbidden(self, action: str) -> str:
         return (f"GitLab {self.client.url}: 403 Forbidden while {action} in project {self.project_id}: the "
