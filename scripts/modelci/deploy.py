@@ -152,10 +152,12 @@ def _wait_http(url: str, timeout: float, container: Any | None = None, what: str
     while time.time() < deadline:
         if container is not None:
             container.reload()
-            if container.status in ("exited", "dead"):
+            restarts = int(container.attrs.get("RestartCount") or 0)
+            if container.status in ("exited", "dead", "restarting") or restarts:
                 logs = container.logs(tail=15).decode(errors="replace").strip().splitlines()
                 raise ModelCIError(f"container {container.name} exited before becoming {what} "
-                                   f"(exit {container.attrs['State'].get('ExitCode')}): "
+                                   f"(exit {container.attrs['State'].get('ExitCode')}, "
+                                   f"{restarts} restarts): "
                                    f"{' | '.join(logs[-3:]) or 'no output'}")
         try:
             resp = requests.get(url, timeout=2)
