@@ -56,7 +56,7 @@ class LoadGenerator:
                 if len(self.errors) < 5:
                     self.errors.append(err)
 
-    def __enter__(self) -> "LoadGenerator":
+    def __enter__(self) -> LoadGenerator:
         for _ in range(self.threads):
             t = threading.Thread(target=self._work, daemon=True)
             t.start()

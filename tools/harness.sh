@@ -24,6 +24,7 @@ command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
 command -v git >/dev/null || need_pkgs+=(git)
 command -v node >/dev/null || need_pkgs+=(nodejs npm)
 command -v make >/dev/null || need_pkgs+=(make)
+command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -49,7 +50,7 @@ fi
 if [ ! -f "$VENV/.modelci-installed" ] || [ "$ROOT/pyproject.toml" -nt "$VENV/.modelci-installed" ]; then
   log "installing modelci and its dependencies into $VENV"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q -e "$ROOT[test]"
+  "$VENV/bin/pip" install -q -e "${ROOT}[test]"
   touch "$VENV/.modelci-installed"
 fi
 

@@ -5,8 +5,8 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 _SECRETS: set[str] = set()
 

@@ -39,7 +39,7 @@ class ImageRepo:
     path: str
 
     @classmethod
-    def parse(cls, ref: str) -> "ImageRepo":
+    def parse(cls, ref: str) -> ImageRepo:
         ref = ref.strip()
         if not ref or "@" in ref or ref.rsplit("/", 1)[-1].count(":"):
             raise ModelCIError(f"image repository {ref!r} must look like REGISTRY/PATH without tag or "
