@@ -11,14 +11,13 @@ import secrets
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
+import localci
 import pytest
 import requests
 
-import localci
 from modelci import deploy as deploy_lib
 from modelci.errors import ModelCIError
 

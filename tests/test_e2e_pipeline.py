@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
-import time
-
-import pytest
 
 import localci
+import pytest
 
 pytestmark = pytest.mark.e2e
 

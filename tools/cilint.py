@@ -151,7 +151,7 @@ def readme_tables() -> dict[str, str]:
 def render_readme(text: str) -> str:
     for name, table in readme_tables().items():
         pattern = re.compile(rf"(<!-- inputs:{name} -->\n).*?(<!-- /inputs:{name} -->)", re.S)
-        text = pattern.sub(lambda m: m.group(1) + table + m.group(2), text)
+        text = pattern.sub(lambda m, t=table: m.group(1) + t + m.group(2), text)
     return text
 
 

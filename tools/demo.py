@@ -81,7 +81,7 @@ def main() -> int:
     for name, url in (("staging", STAGING), ("production", PRODUCTION)):
         print(f"  sample prediction from {name}: POST {url}/predict -> {localci.predict(url, records)}")
     print(f"\n  staging:    {STAGING}/v2/models/wine   production: {PRODUCTION}/v2/models/wine")
-    print(f"  registry:   http://127.0.0.1:5000/v2/mlops/wine/serving/tags/list")
+    print("  registry:   http://127.0.0.1:5000/v2/mlops/wine/serving/tags/list")
     print(f"  timings (s): {json.dumps(timings)}")
     print("  stop everything: bash tools/demo.sh --down")
     return 0

@@ -52,7 +52,7 @@ class Registry:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "Registry":
+    def start(self) -> Registry:
         if http_ok(f"http://{self.host}/v2/"):
             return self  # already running (the demo's registry survives between runs)
         self.root.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,51 @@
+"""The release check refuses to ship mismatched pieces (tools image tag, package version, changelog)."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import release  # noqa: E402
+
+from modelci.errors import ModelCIError  # noqa: E402
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "CHANGELOG.md").write_text("# Changelog\n\n## [0.1.0] - 2026-11-25\n### Added\n- everything\n")
+    monkeypatch.setattr(release, "ROOT", tmp_path)
+    return tmp_path
+
+
+def test_matching_version_passes_and_yields_aliases_and_notes(tree):
+    plan = release.check("0.1.0")
+    assert plan["aliases"] == ["0.1", "0"]
+    assert "everything" in plan["notes"]
+
+
+@pytest.mark.parametrize("version, fragment", [
+    ("v0.1.0", "not semver"),
+    ("0.2.0", "pyproject.toml: version is 0.1.0"),
+])
+def test_mismatches_are_refused(tree, version, fragment):
+    with pytest.raises(ModelCIError, match=fragment):
+        release.check(version)
+
+
+def test_a_template_pinned_to_another_tools_tag_is_refused(tree):
+    p = tree / "templates" / "train.yml"
+    p.write_text(p.read_text().replace("tools:0.1.0", "tools:0.0.9"))
+    with pytest.raises(ModelCIError, match="templates/train.yml: default image tag tools:0.0.9"):
+        release.check("0.1.0")
+
+
+def test_missing_changelog_section_is_refused(tree):
+    (tree / "CHANGELOG.md").write_text("# Changelog\n\n## [Unreleased]\n- x\n")
+    with pytest.raises(ModelCIError, match="CHANGELOG.md: no"):
+        release.check("0.1.0")
