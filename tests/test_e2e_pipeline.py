@@ -54,6 +54,14 @@ def scenario(tmp_path_factory, registry, base_image, docker_client):
     run("C", jobs=[PROD])
     s["lineage_C"] = {"staging": localci.lineage(staging_url), "production": localci.lineage(production_url)}
 
+    (repo / "app" / "README.md").write_text((repo / "app" / "README.md").read_text() + "\nServing notes.\n")
+    localci.commit(repo, "app: a change to the serving app only")
+    run("G")
+    s["lineage_G"] = {"staging": localci.lineage(staging_url), "production": localci.lineage(production_url)}
+    s["tags_G"] = _tags(registry, docker_client)
+    run("G-production", jobs=[PROD])
+    s["lineage_G_prod"] = localci.lineage(production_url)
+
     (repo / "README.md").write_text((repo / "README.md").read_text() + "\nA line of docs.\n")
     localci.commit(repo, "docs: no relevant change")
     run("D")
@@ -159,6 +167,19 @@ def test_manual_production_job_promotes_the_staged_digest(scenario):
     assert lin["production"]["sha256"] == scenario["lineage_B"]["staging"]["sha256"]
 
 
+def test_app_only_change_rebuilds_around_the_champion_model(scenario):
+    g = scenario["G"]
+    assert g.returncode == 0, g.output[-3000:]
+    assert TRAIN not in g.jobs and GATE not in g.jobs, g.jobs
+    assert g.jobs.get(BUILD) == "passed" and g.jobs.get(STAGING) == "passed", g.jobs
+    lin = scenario["lineage_G"]
+    assert lin["staging"]["model_version"] == "1.1.1"  # patch: same model, new image
+    assert lin["staging"]["sha256"] == scenario["lineage_C"]["production"]["sha256"]
+    # production accepts it without a new verdict because it is the model production already serves
+    assert scenario["G-production"].returncode == 0, scenario["G-production"].output[-3000:]
+    assert scenario["lineage_G_prod"]["model_version"] == "1.1.1"
+
+
 def test_irrelevant_commit_runs_nothing(scenario):
     d = scenario["D"]
     assert d.returncode == 0, d.output[-3000:]
@@ -171,7 +192,7 @@ def test_unmeetable_threshold_fails_the_gate_and_pushes_no_image(scenario):
     assert f.jobs.get(TRAIN) == "passed" and f.jobs.get(GATE) == "failed", f.jobs
     assert BUILD not in f.jobs and STAGING not in f.jobs
     assert "REJECT" in f.output
-    assert scenario["tags_F"] == scenario["tags_B"]
+    assert scenario["tags_F"] == scenario["tags_G"]
 
 
 def test_corrupt_csv_fails_before_any_image_is_built(scenario):
@@ -180,7 +201,7 @@ def test_corrupt_csv_fails_before_any_image_is_built(scenario):
     assert e.jobs.get(TRAIN) == "failed", e.jobs
     assert BUILD not in e.jobs or e.jobs[BUILD] != "passed"
     assert "wine.csv" in e.output  # the error names the file
-    assert scenario["tags_E"] == scenario["tags_B"]  # no new image tag
+    assert scenario["tags_E"] == scenario["tags_G"]  # no new image tag
     lin = scenario["lineage_E"]
-    assert lin["staging"]["model_version"] == "1.1.0"
-    assert lin["production"]["model_version"] == "1.1.0"
+    assert lin["staging"]["model_version"] == "1.1.1"
+    assert lin["production"]["model_version"] == "1.1.1"

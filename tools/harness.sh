@@ -36,6 +36,10 @@ fi
 # Docker engine: no bridge, no iptables (loopback-only machines); host networking everywhere.
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd (--bridge=none --iptables=false)"
+  # a daemon killed uncleanly (e.g. when a session ended) leaves pid files that block a restart
+  for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then $SUDO rm -f "$pidfile"; fi
+  done
   $SUDO mkdir -p /var/lib/docker
   nohup $SUDO dockerd --bridge=none --iptables=false >"$STATE/dockerd.log" 2>&1 &
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
