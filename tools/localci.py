@@ -226,7 +226,7 @@ def _run(repo, gitlab, manual, jobs, variables, project_path, extra_args, timeou
     args += extra_args or []
     args += jobs or []
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-           "GCL_IGNORE_PREDEFINED_VARS": ",".join(gitlab.variables(project_path))}
+           "GCL_IGNORE_PREDEFINED_VARS": ",".join({**gitlab.variables(project_path), **(variables or {})})}
     t0 = time.time()
     proc = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -263,3 +263,10 @@ def model_inputs(url: str) -> list[dict]:
     name = lineage(url)["name"]
     with urllib.request.urlopen(f"{url}/v2/models/{name}", timeout=5) as resp:  # noqa: S310 - loopback
         return json.load(resp)["inputs"]
+
+
+def listing(result: PipelineResult) -> list[dict]:
+    """The JSON job list printed by `gitlab-ci-local --list-json` (after its log lines)."""
+    out = result.output
+    start = out.index("\n[\n") + 1 if not out.startswith("[") else 0
+    return json.loads(out[start:])

@@ -1,0 +1,110 @@
+"""The pipeline table of DECISIONS.md, asserted through gitlab-ci-local's job listing (no job runs).
+
+Each case starts from a clean default-branch commit (origin/main = HEAD), makes one kind of change
+(uncommitted tracked changes count for `rules: changes`, as a push would), sets the pipeline
+variables GitLab would, and lists the jobs that would be created.
+"""
+from __future__ import annotations
+
+import localci
+import pytest
+import yaml
+
+TRAIN, GATE, BUILD, STAGING, PROD, MONITOR = ("modelci:train", "modelci:gate", "modelci:build",
+                                             "modelci:staging", "modelci:production", "modelci:monitor")
+RELEASE = "release:tools-image"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = localci.make_project(tmp_path_factory.mktemp("rules") / "repo")
+    localci.git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")  # nothing changed yet
+    return repo
+
+
+def _append(repo, rel, text="\n"):
+    with open(repo / rel, "a") as fh:
+        fh.write(text)
+
+
+CASES = {
+    # name: (change, variables, unset, expected {job: when})
+    "merge request, data changed": (
+        lambda r: _append(r, "model/data/wine.csv", "999,13.0,2.0,2.4,19.0,100.0,2.5,2.5,0.3,1.5,5.0,1.0,3.0,900.0,class_0\n"),
+        {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_IID": "7"}, ["CI_COMMIT_BRANCH"],
+        {TRAIN: "on_success", GATE: "on_success"}),
+    "default branch, data changed": (
+        lambda r: _append(r, "model/data/wine.csv", "999,13.0,2.0,2.4,19.0,100.0,2.5,2.5,0.3,1.5,5.0,1.0,3.0,900.0,class_0\n"),
+        {}, [],
+        {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success", STAGING: "on_success",
+         PROD: "manual"}),
+    "default branch, config changed": (
+        lambda r: _append(r, "model/modelci.yml", "# tweak\n"), {}, [],
+        {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success", STAGING: "on_success",
+         PROD: "manual"}),
+    "default branch, only the app changed": (
+        lambda r: _append(r, "app/server.py", "# tweak\n"), {}, [],
+        {BUILD: "on_success", STAGING: "on_success", PROD: "manual"}),
+    "default branch, only the Dockerfile changed": (
+        lambda r: _append(r, "Dockerfile", "# tweak\n"), {}, [],
+        {BUILD: "on_success", STAGING: "on_success", PROD: "manual"}),
+    "default branch, nothing relevant": (
+        lambda r: _append(r, "README.md", "more docs\n"), {}, [], {}),
+    "merge request, nothing relevant": (
+        lambda r: _append(r, "README.md", "more docs\n"),
+        {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_IID": "7"}, ["CI_COMMIT_BRANCH"], {}),
+    "schedule": (
+        lambda r: None, {"CI_PIPELINE_SOURCE": "schedule", "MODELCI_MONITOR": "true"}, [],
+        {MONITOR: "on_success"}),
+    "schedule with data changed": (
+        lambda r: _append(r, "model/modelci.yml", "# tweak\n"),
+        {"CI_PIPELINE_SOURCE": "schedule", "MODELCI_MONITOR": "true"}, [], {MONITOR: "on_success"}),
+    "semver tag": (
+        lambda r: _append(r, "model/modelci.yml", "# tweak\n"), {"CI_COMMIT_TAG": "1.2.3"}, ["CI_COMMIT_BRANCH"],
+        {RELEASE: "on_success", "release:notes": "on_success"}),
+    "FORCE_RETRAIN, nothing changed": (
+        lambda r: None, {"FORCE_RETRAIN": "true"}, [],
+        {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success", STAGING: "on_success",
+         PROD: "manual"}),
+    "retrain triggered by drift": (
+        lambda r: None, {"FORCE_RETRAIN": "true", "MODELCI_DRIFT_RETRAIN": "true", "CI_PIPELINE_SOURCE": "api"}, [],
+        {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success", STAGING: "on_success",
+         PROD: "manual"}),
+    "deploy freeze, data changed": (
+        lambda r: _append(r, "model/modelci.yml", "# tweak\n"), {"CI_DEPLOY_FREEZE": "true"}, [],
+        {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success"}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_pipeline_table(repo, case, registry_stub):
+    change, variables, unset, expected = CASES[case]
+    localci.git(repo, "checkout", "-q", "--", ".")
+    change(repo)
+    extra = ["--list-json"] + [a for v in unset for a in ("--unset-variable", v)]
+    res = localci.run_pipeline(repo, registry_stub, variables=variables, extra_args=extra)
+    localci.git(repo, "checkout", "-q", "--", ".")
+    assert res.returncode == 0, res.output[-2000:]
+    jobs = {j["name"]: j["when"] for j in localci.listing(res) if j["when"] != "never"}
+    assert jobs == expected, f"{case}: {jobs}"
+
+
+def test_production_is_a_blocking_manual_job_with_its_environment(repo, registry_stub):
+    localci.git(repo, "checkout", "-q", "--", ".")
+    res = localci.run_pipeline(repo, registry_stub, variables={"FORCE_RETRAIN": "true"}, extra_args=["--list-json"])
+    prod = {j["name"]: j for j in localci.listing(res)}[PROD]
+    assert prod["when"] == "manual" and prod["allow_failure"] is False
+    assert {n["job"] if isinstance(n, dict) else n for n in prod["needs"]} >= {BUILD, STAGING}
+    preview = localci.run_pipeline(repo, registry_stub, extra_args=["--preview"])
+    doc = yaml.safe_load(preview.output[preview.output.index("\n---\n") + 5:])
+    assert doc[PROD]["environment"] == {"name": "production", "url": "$MODELCI_PRODUCTION_URL",
+                                        "deployment_tier": "production"}
+    assert doc[PROD]["resource_group"] == "production"
+    assert doc[STAGING]["environment"]["deployment_tier"] == "staging"
+    assert doc[PROD]["rules"][0] == {"if": "$CI_DEPLOY_FREEZE", "when": "never"}
+
+
+@pytest.fixture(scope="module")
+def registry_stub(tmp_path_factory):
+    """Loopback GitLab variables for listing (no job runs, so no registry needs to listen)."""
+    return localci.LocalGitLab(localci.Registry(localci.free_port(), tmp_path_factory.mktemp("noreg")))
