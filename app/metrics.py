@@ -91,7 +91,8 @@ class _Moments:
             self.buckets[0] += a.shape[0]
 
     def cumulative(self) -> list[tuple[str, float]]:
-        out, acc = [], 0
+        out: list[tuple[str, float]] = []
+        acc = 0
         for bound, c in zip(self.bounds, self.buckets):
             acc += c
             out.append((floatToGoString(bound), acc))
@@ -263,8 +264,8 @@ class _StatsCollector:
             cat = CounterMetricFamily("modelci_feature_category", "Categorical input values seen",
                                       labels=["model", "feature", "value"])
             for name, counts in stats.categorical.items():
-                for v, n in list(counts.items()):
-                    cat.add_metric([m, name, v], n)
+                for category, n in list(counts.items()):
+                    cat.add_metric([m, name, category], n)
             yield cat
         if stats.text:
             tl = HistogramMetricFamily("modelci_text_length_chars", "Length of text inputs in characters",

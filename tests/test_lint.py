@@ -1,4 +1,5 @@
-"""Static checks CI runs: ruff on all Python, shellcheck on every shell script."""
+"""Static checks CI runs: ruff on all Python, mypy on the package and the app, shellcheck on every shell
+script."""
 from __future__ import annotations
 
 import shutil
@@ -15,6 +16,12 @@ def test_ruff_is_clean():
     res = subprocess.run([str(ruff), "check", "scripts", "app", "tests", "tools", "bench"], cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-3000:]
+
+
+def test_mypy_is_clean():
+    mypy = Path(sys.executable).parent / "mypy"  # settings (files, python_version) in pyproject [tool.mypy]
+    res = subprocess.run([str(mypy)], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-1000:]
 
 
 def test_shellcheck_is_clean():

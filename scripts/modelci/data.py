@@ -153,8 +153,10 @@ def load_dataset(config: dict[str, Any]) -> Dataset:
     """Read, check and concatenate the data files, then check them against the config."""
     src = config["_config_file"]
     sep, encoding = config["data"]["sep"], config["data"]["encoding"]
-    frames, files = [], []
-    origin_file, origin_line = [], []
+    frames: list[pd.DataFrame] = []
+    files: list[dict[str, Any]] = []
+    origin_file: list[np.ndarray] = []
+    origin_line: list[np.ndarray] = []
     total = hashlib.sha256()
     for i, path in enumerate(data_paths(config)):
         raw = _read_bytes(config, i, path)

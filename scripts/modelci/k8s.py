@@ -61,9 +61,9 @@ def render(*, environment: str, image: str, port: int = 8080, replicas: int = 2,
     _dns_label(full, "--name/--environment (combined)")
     if namespace:
         _dns_label(namespace, "--namespace")
-    for value, flag in ((port, "--port"), (service_port, "--service-port")):
-        if not 1 <= value <= 65535:
-            raise ModelCIError(f"{flag} {value}: must be a TCP port (1-65535)")
+    for port_value, flag in ((port, "--port"), (service_port, "--service-port")):
+        if not 1 <= port_value <= 65535:
+            raise ModelCIError(f"{flag} {port_value}: must be a TCP port (1-65535)")
     if replicas < 1:
         raise ModelCIError(f"--replicas {replicas}: must be 1 or more (0 would take the environment down)")
     for value, flag in ((cpu_request, "--cpu-request"), (memory_request, "--memory-request"),

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import overload
 
 _SECRETS: set[str] = set()
 
@@ -46,6 +47,10 @@ def section(name: str, title: str, collapsed: bool = True) -> Iterator[None]:
         info(f"{title}: {end - start:.1f}s")
 
 
+@overload
+def env(name: str, default: str) -> str: ...
+@overload
+def env(name: str, default: None = None) -> str | None: ...
 def env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted",
                           "precision_macro", "recall_macro", "roc_auc")
@@ -62,46 +63,47 @@ def _f(x: Any) -> float:
     return float(x)
 
 
-def compute(task: str, y_true: Sequence[Any], y_pred: Sequence[Any], y_proba: Any = None,
+def compute(task: str, y_true: ArrayLike, y_pred: ArrayLike, y_proba: Any = None,
             classes: Sequence[Any] | None = None, names: Sequence[str] | None = None) -> dict[str, Any]:
     """Score predictions. `classes` is the column order of `y_proba` (estimator.classes_).
 
     `names` limits the scalar metrics to those listed (default: every metric for the task)."""
     from sklearn import metrics as skm
 
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
-    out: dict[str, Any] = {"n": len(y_true)}
+    true = np.asarray(y_true)
+    pred = np.asarray(y_pred)
+    out: dict[str, Any] = {"n": len(true)}
     scalars: dict[str, float] = {}
     if task == "regression":
-        yt = y_true.astype(float)
-        yp = y_pred.astype(float)
+        yt = true.astype(float)
+        yp = pred.astype(float)
         scalars["mae"] = _f(skm.mean_absolute_error(yt, yp))
         scalars["rmse"] = _f(math.sqrt(skm.mean_squared_error(yt, yp)))
         scalars["r2"] = _f(skm.r2_score(yt, yp)) if len(yt) > 1 else float("nan")
     else:
-        labels = list(classes) if classes is not None else sorted(set(y_true.tolist()) | set(y_pred.tolist()))
-        scalars["accuracy"] = _f(skm.accuracy_score(y_true, y_pred))
-        scalars["balanced_accuracy"] = _f(_balanced_accuracy(y_true, y_pred))
+        labels = list(classes) if classes is not None else sorted(set(true.tolist()) | set(pred.tolist()))
+        scalars["accuracy"] = _f(skm.accuracy_score(true, pred))
+        scalars["balanced_accuracy"] = _f(_balanced_accuracy(true, pred))
         for avg in ("macro", "weighted"):
-            scalars[f"f1_{avg}"] = _f(skm.f1_score(y_true, y_pred, labels=labels, average=avg, zero_division=0))
-        scalars["precision_macro"] = _f(skm.precision_score(y_true, y_pred, labels=labels, average="macro",
-                                                            zero_division=0))
-        scalars["recall_macro"] = _f(skm.recall_score(y_true, y_pred, labels=labels, average="macro",
-                                                      zero_division=0))
-        auc = _roc_auc(y_true, y_proba, classes)
+            scalars[f"f1_{avg}"] = _f(skm.f1_score(true, pred, labels=labels, average=avg, zero_division=0))
+        scalars["precision_macro"] = _f(skm.precision_score(true, pred, labels=labels, average="macro",
+                                                         zero_division=0))
+        scalars["recall_macro"] = _f(skm.recall_score(true, pred, labels=labels, average="macro",
+                                                   zero_division=0))
+        auc = _roc_auc(true, y_proba, classes)
         if auc is not None:
             scalars["roc_auc"] = auc
-        p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+        p, r, f, s = skm.precision_recall_fscore_support(true, pred, labels=labels, zero_division=0)
         out["per_class"] = {str(to_native(lab)): {"precision": _f(p[i]), "recall": _f(r[i]), "f1": _f(f[i]),
                                                   "support": int(s[i])} for i, lab in enumerate(labels)}
-        cm = skm.confusion_matrix(y_true, y_pred, labels=labels)
+        cm = skm.confusion_matrix(true, pred, labels=labels)
         out["confusion_matrix"] = {"labels": to_native(list(labels)), "matrix": cm.tolist()}
     if names is not None:
         scalars = {k: v for k, v in scalars.items() if k in names}
-    scalars = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in scalars.items()}
-    out["metrics"] = scalars
-    for k, v in scalars.items():  # flat access, see module docstring
+    native: dict[str, float | None] = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                       for k, v in scalars.items()}
+    out["metrics"] = native
+    for k, v in native.items():  # flat access, see module docstring
         out.setdefault(k, v)
     return out
 

@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +64,14 @@ def _model_identity(config_path: str) -> tuple[str, int]:
 
 
 def _check_verdict(verdict_path: str, model_dir: Path) -> dict[str, Any]:
+    require: Callable[[str, Path], dict[str, Any]] | None
     try:
-        from ..gate import require_passing_verdict  # type: ignore[attr-defined]
+        from ..gate import require_passing_verdict
+        require = require_passing_verdict
     except ImportError:  # gate module not present: minimal check
-        require_passing_verdict = None
-    if require_passing_verdict is not None:
-        return require_passing_verdict(verdict_path, model_dir)
+        require = None
+    if require is not None:
+        return require(verdict_path, model_dir)
     verdict = artifact.read_json(verdict_path, "gate verdict")
     meta = artifact.verify_model(model_dir)
     if verdict.get("sha256") != meta["sha256"] or not verdict.get("passed") or verdict.get("dry_run"):

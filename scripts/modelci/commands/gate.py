@@ -69,7 +69,7 @@ def load_inputs(config_path: str) -> tuple[dict[str, Any], Any, Any]:
 
 
 def _has_model(path: str | None) -> bool:
-    return bool(path) and Path(path, artifact.META_FILE).exists()
+    return bool(path and Path(path, artifact.META_FILE).exists())
 
 
 def _predict(estimator: Any, X: Any, who: str, meta: dict[str, Any]) -> tuple[Any, Any]:
@@ -150,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         stale.unlink()
     config, X, y = load_inputs(args.config)
     task = config.get("task")
+    if not isinstance(task, str):  # load_config fills the default, so only a broken config gets here
+        raise ModelCIError(f"{args.config}: task: missing; set task: classification or regression")
     policy = gate.normalize_policy(config.get("gate"), task, source=str(args.config),
                                    default_seed=config.get("seed"))
     if args.dry_run:
