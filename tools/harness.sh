@@ -33,6 +33,12 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
+# A `git` account for the local SSH git server the consumer-repository test serves includes from.
+if ! id git >/dev/null 2>&1; then
+  $SUDO useradd --system --shell /bin/sh --no-create-home -d / git
+  $SUDO usermod -p '*' git
+fi
+
 # Docker engine: no bridge, no iptables (loopback-only machines); host networking everywhere.
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd (--bridge=none --iptables=false)"

@@ -155,7 +155,7 @@ class LocalGitLab:
             "CI_SERVER_PORT": server.rsplit(":", 1)[-1], "CI_PROJECT_URL": f"{server}/{project_path}",
             "CI_REGISTRY": self.registry.host, "CI_REGISTRY_IMAGE": f"{self.registry.host}/{project_path}",
             "CI_JOB_TOKEN": self.job_token, "MODELCI_BASE_IMAGE": BASE_IMAGE,
-            "MODELCI_TOOLS_IMAGE": "local/modelci-tools:dev",
+            "MODELCI_TOOLS_IMAGE": "local/modelci-tools:dev", "MODELCI_BUILD_TOOLS_IMAGE": "false",
         }
         if self.registry.htpasswd:
             v["CI_REGISTRY_USER"], v["CI_REGISTRY_PASSWORD"] = self.registry.htpasswd
@@ -270,3 +270,152 @@ def listing(result: PipelineResult) -> list[dict]:
     out = result.output
     start = out.index("\n[\n") + 1 if not out.startswith("[") else 0
     return json.loads(out[start:])
+
+
+# --- Rule matrix, tools image, consumer repositories (tests/test_rules.py, tests/test_consumer.py) ---
+
+def _gcl() -> str:
+    gcl = shutil.which("gitlab-ci-local", path=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
+    if not gcl:
+        raise RuntimeError("gitlab-ci-local not found: run tools/harness.sh first")
+    return gcl
+
+
+def _gcl_query(repo: Path, gitlab: LocalGitLab, flag: str, variables: dict[str, str] | None,
+               unset: tuple[str, ...] | list[str], project_path: str, timeout: float,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    merged = {**gitlab.variables(project_path), **(variables or {})}
+    args = [_gcl(), flag]
+    for k, v in merged.items():
+        args += ["--variable", f"{k}={v}"]
+    for k in unset:
+        args += ["--unset-variable", k]
+    run_env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+               "GCL_IGNORE_PREDEFINED_VARS": ",".join([*merged, *unset]), **(env or {})}
+    proc = subprocess.run(args, cwd=repo, env=run_env, capture_output=True, text=True, timeout=timeout)
+    proc.stdout = ANSI.sub("", proc.stdout)
+    return proc
+
+
+def list_jobs(repo: Path, gitlab: LocalGitLab, *, variables: dict[str, str] | None = None,
+              unset: tuple[str, ...] | list[str] = (), project_path: str = "mlops/wine",
+              timeout: float = 60, env: dict[str, str] | None = None) -> dict[str, str]:
+    """Which jobs a pipeline would hold, without running any: gitlab-ci-local's `--list-json`
+    evaluates every job's `rules` (if, changes) with these variables. Returns job name -> `when`
+    (on_success, manual, never, ...); a job whose rules exclude it has `when: never`.
+    `unset` removes predefined variables (a merge-request or tag pipeline has no CI_COMMIT_BRANCH);
+    `env` is added to gitlab-ci-local's environment (e.g. GIT_SSH_COMMAND for remote includes)."""
+    proc = _gcl_query(repo, gitlab, "--list-json", variables, unset, project_path, timeout, env)
+    out = proc.stdout
+    start = 0 if out.startswith("[") else out.find("\n[") + 1
+    if proc.returncode != 0 or start <= 0 and not out.startswith("["):
+        raise RuntimeError(f"gitlab-ci-local --list-json failed ({proc.returncode}):\n{out}\n{proc.stderr}")
+    return {j["name"]: j["when"] for j in json.loads(out[start:])}
+
+
+def check_needs(repo: Path, gitlab: LocalGitLab, *, variables: dict[str, str] | None = None,
+                unset: tuple[str, ...] | list[str] = (), project_path: str = "mlops/wine",
+                timeout: float = 60) -> tuple[bool, str]:
+    """gitlab-ci-local's `--validate-dependency-chain`: every job an active job needs (and is not
+    optional) is active too. Returns (ok, output)."""
+    proc = _gcl_query(repo, gitlab, "--validate-dependency-chain", variables, unset, project_path, timeout)
+    return proc.returncode == 0, proc.stdout + ANSI.sub("", proc.stderr)
+
+
+def build_tools_image(tag: str, base_image: str = BASE_IMAGE, src: Path = ROOT) -> str:
+    """Build images/tools.Dockerfile (the image the components run in) from src's tracked files as
+    `tag`, on the local base image, with host networking. The context is a copy of the tracked files
+    without the root .dockerignore (that one is written for the serving image and excludes the CLI's
+    sources). Docker's layer cache makes a rebuild of an unchanged tree take a few seconds. Returns
+    the image id."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="modelci-tools-ctx-") as tmp:
+        ctx = Path(tmp)
+        for rel in tracked_files(src):
+            if rel == ".dockerignore":
+                continue
+            (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, ctx / rel)
+        proc = subprocess.run(
+            ["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base_image}",
+             "-f", str(ctx / "images" / "tools.Dockerfile"), "-t", tag, "--iidfile", str(ctx / ".iid"),
+             str(ctx)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"docker build of the tools image failed:\n{proc.stdout[-4000:]}\n"
+                               f"{proc.stderr[-4000:]}")
+        return (ctx / ".iid").read_text().strip()
+
+
+def push_image(source: str, target: str, registry: Registry) -> None:
+    """Tag a local image as `target` (in `registry`) and push it, logging in through the Docker SDK
+    when the registry has a password (never on a command line)."""
+    import docker
+
+    client = docker.from_env()
+    repo, _, tag = target.rpartition(":")
+    client.images.get(source).tag(repo, tag=tag)
+    auth = None
+    if registry.htpasswd:
+        auth = {"username": registry.htpasswd[0], "password": registry.htpasswd[1]}
+    for line in client.images.push(repo, tag=tag, auth_config=auth, stream=True, decode=True):
+        if "error" in line:
+            raise RuntimeError(f"push of {target} failed: {line['error']}")
+
+
+HELPER_IMAGE = os.environ.get("MODELCI_HELPER_IMAGE", "local/ci-helper:bookworm")
+
+
+def run_docker_pipeline(repo: Path, gitlab: LocalGitLab, *, project_path: str,
+                        manual: list[str] | None = None, jobs: list[str] | None = None,
+                        variables: dict[str, str] | None = None, volumes: list[str] | None = None,
+                        env: dict[str, str] | None = None, fake_gitlab: Path | None = None,
+                        mrs: tuple[int, ...] = (), timeout: float = 1800,
+                        echo: bool = False) -> PipelineResult:
+    """Run a repo's pipeline as a runner with the Docker executor would: every job in its `image:`
+    (host networking, images already present locally, the local helper image that has bash and
+    rsync), the host's Docker socket mounted (no dind service can run here) plus `volumes`.
+    `env` is added to gitlab-ci-local's own environment (e.g. GIT_SSH_COMMAND for remote includes).
+    With `fake_gitlab` (a state-file path) a fake GitLab API serves the jobs, knowing `project_path`
+    as project 1217 (gitlab-ci-local's CI_PROJECT_ID), and MODELCI_GITLAB_TOKEN is its token."""
+    fake = None
+    if fake_gitlab is not None:
+        token = "glpat-local-" + os.urandom(6).hex()
+        fake = FakeGitLabProcess(repo, fake_gitlab, token, project=f"1217:{project_path}", mrs=mrs)
+        gitlab = LocalGitLab(gitlab.registry, api_url=fake.api_url, job_token=gitlab.job_token,
+                             extra={**gitlab.extra, "MODELCI_GITLAB_TOKEN": token})
+    merged = {**gitlab.variables(project_path), **(variables or {})}
+    args = [_gcl(), "--no-color", "--timestamps", "--max-job-name-padding", "0", "--network", "host",
+            "--pull-policy", "if-not-present", "--helper-image", HELPER_IMAGE, "--cleanup",
+            "--volume", "/var/run/docker.sock:/var/run/docker.sock"]
+    for v in volumes or []:
+        args += ["--volume", v]
+    for k, v in merged.items():
+        args += ["--variable", f"{k}={v}"]
+    for m in manual or []:
+        args += ["--manual", m]
+    args += jobs or []
+    run_env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+               "GCL_IGNORE_PREDEFINED_VARS": ",".join(merged), **(env or {})}
+    t0 = time.time()
+    try:
+        proc = subprocess.Popen(args, cwd=repo, env=run_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if echo:
+                print(line, end="", flush=True)
+        proc.wait(timeout)
+    finally:
+        if fake:
+            fake.stop()
+    out = ANSI.sub("", "".join(lines))
+    result = PipelineResult(proc.returncode, out, seconds=time.time() - t0)
+    for status, num, unit, job in JOB_LINE.findall(out):
+        result.jobs[job] = {"PASS": "passed", "FAIL": "failed", "WARN": "warning"}[status]
+        if num:
+            result.job_seconds[job] = round(float(num) * UNIT[unit], 2)
+    result.gitlab_variables = merged  # type: ignore[attr-defined]  # what the jobs were given
+    return result
