@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 
 import localci
 import pytest
@@ -42,6 +43,9 @@ def scenario(tmp_path_factory, registry, base_image, docker_client):
 
     run("A", manual=[PROD])
     s["lineage_A"] = {"staging": localci.lineage(staging_url), "production": localci.lineage(production_url)}
+    # what GitLab keeps of pipeline A: its job artifacts and dotenv reports (digest, verdict)
+    artifacts_a = repo.parent / "pipeline-A-artifacts"
+    shutil.copytree(repo / ".gitlab-ci-local" / "artifacts", artifacts_a)
 
     data = repo / "model" / "data"
     with open(data / "wine.csv", "a") as fh:
@@ -79,6 +83,12 @@ def scenario(tmp_path_factory, registry, base_image, docker_client):
     run("E")
     s["tags_E"] = _tags(registry, docker_client)
     s["lineage_E"] = {"staging": localci.lineage(staging_url), "production": localci.lineage(production_url)}
+
+    # GitLab's "Rollback environment": re-run pipeline A's production job, with pipeline A's artifacts
+    shutil.rmtree(repo / ".gitlab-ci-local" / "artifacts")
+    shutil.copytree(artifacts_a, repo / ".gitlab-ci-local" / "artifacts")
+    run("R", jobs=[PROD])
+    s["lineage_R"] = localci.lineage(production_url)
     print("\nE2E stage timings:", json.dumps(s["timings"], indent=1))
     yield s
     import subprocess
@@ -193,6 +203,14 @@ def test_unmeetable_threshold_fails_the_gate_and_pushes_no_image(scenario):
     assert BUILD not in f.jobs and STAGING not in f.jobs
     assert "REJECT" in f.output
     assert scenario["tags_F"] == scenario["tags_G"]
+
+
+def test_rerunning_an_old_pipelines_production_job_rolls_back_to_its_digest(scenario):
+    r = scenario["R"]
+    assert r.returncode == 0, r.output[-3000:]
+    assert r.jobs == {PROD: "passed"}
+    assert scenario["lineage_R"]["model_version"] == "1.0.0"
+    assert scenario["lineage_R"]["sha256"] == scenario["lineage_A"]["production"]["sha256"]
 
 
 def test_corrupt_csv_fails_before_any_image_is_built(scenario):
