@@ -49,3 +49,32 @@ def test_missing_changelog_section_is_refused(tree):
     (tree / "CHANGELOG.md").write_text("# Changelog\n\n## [Unreleased]\n- x\n")
     with pytest.raises(ModelCIError, match="CHANGELOG.md: no"):
         release.check("0.1.0")
+
+
+@pytest.mark.e2e
+def test_release_pushes_the_tools_image_with_alias_tags(tmp_path, monkeypatch, registry, base_image):
+    """The semver-tag release job's command, for real: build images/tools.Dockerfile and push
+    X.Y.Z, X.Y and X (one digest) to a registry that needs a login."""
+    import localci
+    import requests
+
+    src = tmp_path / "src"
+    for rel in localci.tracked_files(ROOT):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, src / rel)
+    (src / "CHANGELOG.md").write_text("# Changelog\n\n## [0.1.0] - 2026-11-25\n### Added\n- first release\n")
+    monkeypatch.setattr(release, "ROOT", src)
+    monkeypatch.setenv("CI_REGISTRY_USER", registry.htpasswd[0])
+    monkeypatch.setenv("CI_REGISTRY_PASSWORD", registry.htpasswd[1])
+    image = f"{registry.host}/modelci/modelci/tools"
+    assert release.main(["--version", "0.1.0", "--image", image, "--base-image", base_image,
+                         "--notes", str(tmp_path / "notes.md")]) == 0
+    assert "first release" in (tmp_path / "notes.md").read_text()
+    tags = requests.get(f"http://{registry.host}/v2/modelci/modelci/tools/tags/list",
+                        auth=registry.htpasswd, timeout=5).json()["tags"]
+    assert {"0.1.0", "0.1", "0"} <= set(tags)
+    digests = {requests.head(f"http://{registry.host}/v2/modelci/modelci/tools/manifests/{t}",
+                             auth=registry.htpasswd, timeout=5,
+                             headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+                             ).headers["Docker-Content-Digest"] for t in ("0.1.0", "0.1", "0")}
+    assert len(digests) == 1
