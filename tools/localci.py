@@ -198,51 +198,58 @@ def run_pipeline(repo: Path, gitlab: LocalGitLab, *, manual: list[str] | None = 
                  project_path: str = "mlops/wine", extra_args: list[str] | None = None,
                  timeout: float = 1200, echo: bool = False, fake_gitlab: Path | None = None,
                  mrs: tuple[int, ...] = ()) -> PipelineResult:
-    """Run the pipeline. With `fake_gitlab` (a state-file path) a fake GitLab API serves the jobs
-    for this run, and MODELCI_GITLAB_TOKEN is set to its token."""
+    """Run the pipeline with the shell executor, each job in its own copy of the tracked files (as a
+    runner would). With `fake_gitlab` (a state-file path) a fake GitLab API serves the jobs for this
+    run, and MODELCI_GITLAB_TOKEN is set to its token."""
+    return _gitlab_ci_local(repo, gitlab, ["--shell-isolation", "--force-shell-executor"],
+                            project_path=project_path, manual=manual, jobs=jobs, variables=variables,
+                            extra_args=extra_args, timeout=timeout, echo=echo, fake_gitlab=fake_gitlab,
+                            mrs=mrs)
+
+
+def _gitlab_ci_local(repo: Path, gitlab: LocalGitLab, executor_args: list[str], *, project_path: str,
+                     manual: list[str] | None = None, jobs: list[str] | None = None,
+                     variables: dict[str, str] | None = None, extra_args: list[str] | None = None,
+                     env: dict[str, str] | None = None, timeout: float = 1200, echo: bool = False,
+                     fake_gitlab: Path | None = None, mrs: tuple[int, ...] = ()) -> PipelineResult:
+    """gitlab-ci-local with loopback GitLab variables: output streamed, job results parsed."""
     fake = None
     if fake_gitlab is not None:
         token = "glpat-local-" + os.urandom(6).hex()
         fake = FakeGitLabProcess(repo, fake_gitlab, token, project=f"1217:{project_path}", mrs=mrs)
         gitlab = LocalGitLab(gitlab.registry, api_url=fake.api_url, job_token=gitlab.job_token,
                              extra={**gitlab.extra, "MODELCI_GITLAB_TOKEN": token})
-    try:
-        return _run(repo, gitlab, manual, jobs, variables, project_path, extra_args, timeout, echo)
-    finally:
-        if fake:
-            fake.stop()
-
-
-def _run(repo, gitlab, manual, jobs, variables, project_path, extra_args, timeout, echo) -> PipelineResult:
-    gcl = shutil.which("gitlab-ci-local", path=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
-    if not gcl:
-        raise RuntimeError("gitlab-ci-local not found: run tools/harness.sh first")
-    args = [gcl, "--shell-isolation", "--force-shell-executor", "--no-color", "--timestamps",
-            "--max-job-name-padding", "0"]
-    for k, v in {**gitlab.variables(project_path), **(variables or {})}.items():
+    merged = {**gitlab.variables(project_path), **(variables or {})}
+    args = [_gcl(), "--no-color", "--timestamps", "--max-job-name-padding", "0", *executor_args]
+    for k, v in merged.items():
         args += ["--variable", f"{k}={v}"]
     for m in manual or []:
         args += ["--manual", m]
     args += extra_args or []
     args += jobs or []
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-           "GCL_IGNORE_PREDEFINED_VARS": ",".join({**gitlab.variables(project_path), **(variables or {})})}
+    run_env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+               "GCL_IGNORE_PREDEFINED_VARS": ",".join(merged), **(env or {})}
     t0 = time.time()
-    proc = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    lines = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if echo:
-            print(line, end="", flush=True)
-    proc.wait(timeout)
+    lines: list[str] = []
+    try:
+        proc = subprocess.Popen(args, cwd=repo, env=run_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if echo:
+                print(line, end="", flush=True)
+        proc.wait(timeout)
+    finally:
+        if fake:
+            fake.stop()
     out = ANSI.sub("", "".join(lines))
     result = PipelineResult(proc.returncode, out, seconds=time.time() - t0)
     for status, num, unit, job in JOB_LINE.findall(out):
         result.jobs[job] = {"PASS": "passed", "FAIL": "failed", "WARN": "warning"}[status]
         if num:
             result.job_seconds[job] = round(float(num) * UNIT[unit], 2)
+    result.gitlab_variables = merged  # type: ignore[attr-defined]  # what the jobs were given
     return result
 
 
@@ -378,44 +385,10 @@ def run_docker_pipeline(repo: Path, gitlab: LocalGitLab, *, project_path: str,
     `env` is added to gitlab-ci-local's own environment (e.g. GIT_SSH_COMMAND for remote includes).
     With `fake_gitlab` (a state-file path) a fake GitLab API serves the jobs, knowing `project_path`
     as project 1217 (gitlab-ci-local's CI_PROJECT_ID), and MODELCI_GITLAB_TOKEN is its token."""
-    fake = None
-    if fake_gitlab is not None:
-        token = "glpat-local-" + os.urandom(6).hex()
-        fake = FakeGitLabProcess(repo, fake_gitlab, token, project=f"1217:{project_path}", mrs=mrs)
-        gitlab = LocalGitLab(gitlab.registry, api_url=fake.api_url, job_token=gitlab.job_token,
-                             extra={**gitlab.extra, "MODELCI_GITLAB_TOKEN": token})
-    merged = {**gitlab.variables(project_path), **(variables or {})}
-    args = [_gcl(), "--no-color", "--timestamps", "--max-job-name-padding", "0", "--network", "host",
-            "--pull-policy", "if-not-present", "--helper-image", HELPER_IMAGE, "--cleanup",
-            "--volume", "/var/run/docker.sock:/var/run/docker.sock"]
+    docker_args = ["--network", "host", "--pull-policy", "if-not-present", "--helper-image", HELPER_IMAGE,
+                   "--cleanup", "--volume", "/var/run/docker.sock:/var/run/docker.sock"]
     for v in volumes or []:
-        args += ["--volume", v]
-    for k, v in merged.items():
-        args += ["--variable", f"{k}={v}"]
-    for m in manual or []:
-        args += ["--manual", m]
-    args += jobs or []
-    run_env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-               "GCL_IGNORE_PREDEFINED_VARS": ",".join(merged), **(env or {})}
-    t0 = time.time()
-    try:
-        proc = subprocess.Popen(args, cwd=repo, env=run_env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        lines = []
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if echo:
-                print(line, end="", flush=True)
-        proc.wait(timeout)
-    finally:
-        if fake:
-            fake.stop()
-    out = ANSI.sub("", "".join(lines))
-    result = PipelineResult(proc.returncode, out, seconds=time.time() - t0)
-    for status, num, unit, job in JOB_LINE.findall(out):
-        result.jobs[job] = {"PASS": "passed", "FAIL": "failed", "WARN": "warning"}[status]
-        if num:
-            result.job_seconds[job] = round(float(num) * UNIT[unit], 2)
-    result.gitlab_variables = merged  # type: ignore[attr-defined]  # what the jobs were given
-    return result
+        docker_args += ["--volume", v]
+    return _gitlab_ci_local(repo, gitlab, docker_args, project_path=project_path, manual=manual, jobs=jobs,
+                            variables=variables, env=env, timeout=timeout, echo=echo,
+                            fake_gitlab=fake_gitlab, mrs=mrs)

@@ -11,11 +11,13 @@ Loading always verifies model.joblib against the recorded sha256 first.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,26 +63,34 @@ def read_json(path: str | os.PathLike[str], what: str = "file") -> Any:
                            "regenerate it") from None
 
 
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a directory in a temporary sibling and rename it over `final` only when the block
+    succeeds; on any error `final` is left as it was and the temporary directory is removed."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name[:24]}."))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700: CI artifacts and the app user must read it
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def save_model(model_dir: str | os.PathLike[str], estimator: Any, meta: dict[str, Any]) -> dict[str, Any]:
     """Save estimator + metadata atomically (write to a temp dir, then rename). Returns the metadata."""
     import joblib
 
-    model_dir = Path(model_dir)
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}."))
-    try:
+    with atomic_dir(model_dir) as tmp:
         joblib.dump(estimator, tmp / MODEL_FILE, compress=3)
+        os.chmod(tmp / MODEL_FILE, 0o644)
         meta = dict(meta)
         meta["sha256"] = sha256_file(tmp / MODEL_FILE)
         write_json_atomic(tmp / META_FILE, meta)
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700
-        os.chmod(tmp / MODEL_FILE, 0o644)
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
-        os.replace(tmp, model_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
 
 

@@ -21,7 +21,6 @@ import csv
 import difflib
 import hashlib
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,11 +306,3 @@ def load_holdout(config: dict[str, Any]) -> tuple[pd.DataFrame, pd.Series]:
     ds = load_dataset(config)
     mask = holdout_mask(ds.frame, config["holdout"]["fraction"], config["id_column"])
     return xy(config, ds.frame[mask])
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

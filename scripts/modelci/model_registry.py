@@ -18,8 +18,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -192,9 +190,7 @@ class ModelRegistry:
         if missing:
             raise ModelCIError(f"registry: {self.name} {version} is incomplete (missing {', '.join(missing)}); "
                                "push it again")
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-        try:
+        with artifact.atomic_dir(out_dir) as tmp:
             for name in UPLOAD_ORDER:
                 data = self._download(version, name)
                 if data is None:
@@ -210,11 +206,5 @@ class ModelRegistry:
             if verdict.get("sha256") != meta["sha256"]:
                 raise ModelCIError(f"registry: {self.name} {version}: verdict.json is for sha256 "
                                    f"{str(verdict.get('sha256'))[:12]}…, not this model; refusing it")
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            os.replace(tmp, out_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         log.info(f"registry: pulled {self.name} {version} (sha256 {meta['sha256'][:12]}…) to {out_dir}")
         return {"name": self.name, "version": version, "sha256": meta["sha256"], "dir": str(out_dir)}

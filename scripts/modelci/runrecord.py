@@ -21,13 +21,12 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, artifact
 from .config import public
 
 SCHEMA_VERSION = 1
@@ -100,21 +99,12 @@ def cache_entry(cache_dir: str | os.PathLike[str], key: str) -> Path | None:
 
 def cache_store(cache_dir: str | os.PathLike[str], key: str, out_dir: str | os.PathLike[str]) -> Path:
     """Copy a training output directory into the cache (atomically: temp dir, then rename)."""
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    final = cache_dir / key
-    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{key[:12]}."))
-    try:
+    final = Path(cache_dir) / key
+    with artifact.atomic_dir(final) as tmp:
         for name in ("model", "run.json", "metrics.json"):
             src = Path(out_dir) / name
             if src.is_dir():
                 shutil.copytree(src, tmp / name)
             else:
                 shutil.copy2(src, tmp / name)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
