@@ -8,12 +8,14 @@ JSON on stdout (machine-readable); human progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import importlib
 import sys
 from typing import NoReturn
 
-from . import __version__
+from . import __version__, log
 from .errors import EXIT_USAGE, ModelCIError
+from .steps import Result
 
 # Modules that provide subcommands (each has register(subparsers)). Order = order in --help.
 COMMAND_MODULES = [
@@ -59,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return int(args.func(args) or 0)
+        outcome = args.func(args)
+        if isinstance(outcome, Result):  # the one place results are printed and secrets masked
+            print(log.mask(json.dumps(outcome.data, indent=2, sort_keys=True, default=str)))
+            return outcome.exit_code
+        return int(outcome or 0)
     except ModelCIError as err:
         print(f"modelci {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code

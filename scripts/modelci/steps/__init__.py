@@ -1,0 +1,17 @@
+"""Pipeline steps: one module per step, each exposing `run(settings) -> Result`.
+
+Commands (`modelci.commands.*`) only parse arguments, build the step's settings
+(`modelci.settings`) and call the step. Steps call steps, never commands. `cli.main` prints the
+result once (JSON on stdout, secrets masked) and maps `Result.exit_code` to the process exit code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Result:
+    """What a step returns: the machine-readable document printed on stdout, and the exit code."""
+    data: dict[str, Any] = field(default_factory=dict)
+    exit_code: int = 0
