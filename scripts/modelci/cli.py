@@ -8,8 +8,8 @@ JSON on stdout (machine-readable); human progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import importlib
+import json
 import sys
 from typing import NoReturn
 
