@@ -51,3 +51,25 @@ def test_every_modelci_name_in_scripts_and_app_is_declared():
     assert not missing, ("MODELCI_* names used but not declared with settings.var (declare them in "
                          f"scripts/modelci/settings/, then run tools/gendocs.py): {missing}")
 
+
+
+def test_code_cites_the_projects_own_docs():
+    """Comments cite docs/ pages of this repository, never the team's notes, and every cited
+    docs/design.md section exists."""
+    # TEMPORARY: scripts/modelci/gate.py is being split into a package by the gate work (issue 10
+    # part 5), which drops this citation; the integrator removes this entry after merging it.
+    allowed = {"scripts/modelci/gate.py"}
+    headings = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+                for h in re.findall(r"^#+ (.+)$", (ROOT / "docs" / "design.md").read_text(), re.M)}
+    stale, broken = [], []
+    for folder in ("scripts", "app", "templates", "tools", "tests"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            rel = str(path.relative_to(ROOT))
+            if not path.is_file() or "__pycache__" in path.parts or ".egg-info" in rel or path == Path(__file__):
+                continue
+            text = path.read_text(errors="replace")
+            if "DECISIONS" in text and rel not in allowed:
+                stale.append(rel)
+            broken += [f"{rel}: #{a}" for a in re.findall(r"docs/design\.md#([a-z0-9-]+)", text) if a not in headings]
+    assert not stale, f"cite docs/design.md (or another docs/ page) instead of the team's DECISIONS.md: {stale}"
+    assert not broken, f"no such section in docs/design.md: {broken}"

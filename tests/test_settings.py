@@ -51,14 +51,14 @@ def test_environment_is_read_after_parsing_not_while_building_the_parser(monkeyp
 
 
 def test_deprecated_alias_still_works_and_warns_once(monkeypatch, capsys):
-    monkeypatch.delenv("MODELCI_CHAMPION_DIR", raising=False)
-    monkeypatch.setenv("MODELCI_CHAMPION", "old/champion")
+    monkeypatch.delenv("MODELCI_CHAMPION", raising=False)
+    monkeypatch.setenv("MODELCI_CHAMPION_DIR", "old/champion")
     monkeypatch.setattr(settings, "_WARNED", set())
     assert ChampionSettings.from_args(_parse(["champion"])).out == "old/champion"
     assert ChampionSettings.from_args(_parse(["champion"])).out == "old/champion"
     err = capsys.readouterr().err
-    assert err.count("MODELCI_CHAMPION is deprecated; set MODELCI_CHAMPION_DIR instead") == 1
-    monkeypatch.setenv("MODELCI_CHAMPION_DIR", "new/champion")  # the new name wins
+    assert err.count("MODELCI_CHAMPION_DIR is deprecated; set MODELCI_CHAMPION instead") == 1
+    monkeypatch.setenv("MODELCI_CHAMPION", "new/champion")  # the new name wins
     assert ChampionSettings.from_args(_parse(["champion"])).out == "new/champion"
 
 
@@ -76,7 +76,7 @@ def test_declarations_are_consistent(monkeypatch):
     with pytest.raises(RuntimeError, match="declared twice"):
         settings.var("MODELCI_CONFIG", "other default", "x.yml", kind="path")
     with pytest.raises(RuntimeError, match="both a variable and a deprecated alias"):
-        settings.var("MODELCI_CHAMPION", "an alias declared as a variable")
+        settings.var("MODELCI_CHAMPION_DIR", "an alias declared as a variable")
 
 
 def test_secrets_are_masked_in_results_and_errors(monkeypatch, capsys):

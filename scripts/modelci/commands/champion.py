@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--production-url", help="production URL serving /lineage [MODELCI_PRODUCTION_URL]")
     p.add_argument("--image", help="serving image repository [MODELCI_IMAGE_REPO]")
-    p.add_argument("--out", help="where to put the champion's model directory [MODELCI_CHAMPION_DIR, "
+    p.add_argument("--out", help="where to put the champion's model directory [MODELCI_CHAMPION, "
                                  "default out/champion]")
     p.set_defaults(func=run)
 

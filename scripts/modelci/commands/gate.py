@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
                    help="model config (env MODELCI_CONFIG; default model/modelci.yml)")
     p.add_argument("--candidate", default=_env("MODELCI_CANDIDATE"),
                    help="candidate model directory (env MODELCI_CANDIDATE; default <MODELCI_OUT|out>/model)")
-    p.add_argument("--champion", default=settings.get("MODELCI_CHAMPION_DIR"),
+    p.add_argument("--champion", default=settings.get("MODELCI_CHAMPION"),
                    help="champion model directory; absent or empty = first model (env MODELCI_CHAMPION)")
     p.add_argument("--out", default=_env("MODELCI_GATE_OUT"),
                    help="output directory (env MODELCI_GATE_OUT; default <MODELCI_OUT|out>/gate)")

@@ -5,7 +5,7 @@ import argparse
 from dataclasses import dataclass
 
 from . import pick
-from .common import CHAMPION_DIR, IMAGE_REPO, PRODUCTION_URL
+from .common import CHAMPION, IMAGE_REPO, PRODUCTION_URL
 
 
 @dataclass(frozen=True)
@@ -18,4 +18,4 @@ class ChampionSettings:
     def from_args(cls, args: argparse.Namespace) -> ChampionSettings:
         return cls(production_url=pick(args.production_url, PRODUCTION_URL.name),
                    image=pick(args.image, IMAGE_REPO.name),
-                   out=pick(args.out, CHAMPION_DIR.name, "out/champion") or "out/champion")
+                   out=pick(args.out, CHAMPION.name, "out/champion") or "out/champion")

@@ -12,10 +12,9 @@ OUT = var("MODELCI_OUT", "The training job's output directory: OUT/model, OUT/ru
 CANDIDATE = var("MODELCI_CANDIDATE", "The model directory trained in this pipeline (the candidate); "
                 "default OUT/model. Not the serving image's MODELCI_MODEL_DIR.", kind="path",
                 used_by=("gate", "build"))
-CHAMPION_DIR = var("MODELCI_CHAMPION_DIR", "Where the champion's (production's) model directory is put by "
-                   "`modelci champion` (default out/champion) and read by `modelci gate` (unset: no "
-                   "champion, the first model).", kind="path", aliases=("MODELCI_CHAMPION",),
-                   used_by=("champion", "gate"))
+CHAMPION = var("MODELCI_CHAMPION", "The champion's (production's) model directory: where `modelci champion` "
+               "puts it (default out/champion) and `modelci gate` reads it (unset: no champion, the first "
+               "model).", kind="path", aliases=("MODELCI_CHAMPION_DIR",), used_by=("champion", "gate"))
 GATE_OUT = var("MODELCI_GATE_OUT", "The gate's evidence directory (verdict.json, junit.xml, metrics.txt, "
                "summary.md); default OUT/gate.", kind="path", used_by=("gate", "report"))
 IMAGE_REPO = var("MODELCI_IMAGE_REPO", "The serving image repository, e.g. $CI_REGISTRY_IMAGE/serving "
