@@ -1,4 +1,4 @@
-"""The rule matrix: which modelci jobs each kind of pipeline holds, as DECISIONS.md's table says.
+"""The rule matrix: which modelci jobs each kind of pipeline holds (docs/design.md#which-pipeline-does-what).
 
 GitLab tests its own templates this way (create pipelines for branch/variable combinations and
 assert which jobs exist). Here gitlab-ci-local lists the jobs of this repository's real

@@ -381,10 +381,10 @@ def test_reuse_from_cache_and_bypass(tmp_path, capsys, monkeypatch):
 
 
 def test_reuse_key_changes_with_config_and_code(tmp_path, capsys):
-    from modelci.commands.train import training_inputs
     from modelci.config import load_config
     from modelci.data import fingerprint
     from modelci.runrecord import library_versions, reuse_key
+    from modelci.steps.train import training_inputs
 
     def key(cfg, files=None):
         path = write_project(tmp_path, cfg, {"data.csv": numeric_frame()}, files)

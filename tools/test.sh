@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command (README "Run the tests"; .ci/run calls it): installs what is missing, then runs
+# The test command (README "Quick start"; .ci/run calls it): installs what is missing, then runs
 # the whole suite, end-to-end tests included. Fails if any test is skipped (except the opt-in tests
 # against a real GitLab) or if the end-to-end tests were not collected.
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""Find the champion: the model production serves now (DECISIONS.md).
+"""Find the champion: the model production serves now (docs/design.md#evaluation-set-and-champion).
 
 Order: production's lineage endpoint (works anywhere); else the registry's highest model version
 (fallback). The champion's artifact is copied out of its serving image, verified by sha256.

@@ -1,9 +1,10 @@
 """`modelci` command line: one entry point, one subcommand per pipeline step.
 
 Each command module exposes `register(subparsers)` which adds its parser and sets
-`func=<callable(args) -> int>`. Every failure goes through one path: a ModelCIError prints
-`modelci <cmd>: error: <one line>` on stderr and exits with its code. Results are printed as
-JSON on stdout (machine-readable); human progress goes to stderr.
+`func=<callable(args) -> Result>` (a few commands not yet moved onto steps still return an int and
+print themselves). This module is the one place that prints a step's result (JSON on stdout), masks
+secrets in it and in error messages, and turns the outcome into the exit code: a ModelCIError prints
+`modelci <cmd>: error: <one line>` on stderr and exits with its code. Human progress goes to stderr.
 """
 from __future__ import annotations
 
@@ -44,13 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modelci {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # command not built yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -63,15 +58,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outcome = args.func(args)
         if isinstance(outcome, Result):  # the one place results are printed and secrets masked
-            print(log.mask(json.dumps(outcome.data, indent=2, sort_keys=True, default=str)))
+            if outcome.text is not None:
+                sys.stdout.write(log.mask(outcome.text))
+            else:
+                indent = None if outcome.one_line else 2
+                print(log.mask(json.dumps(outcome.data, indent=indent, sort_keys=True, default=str)))
+            sys.stdout.flush()
+            if outcome.error:
+                _error(args.command, outcome.error)
             return outcome.exit_code
         return int(outcome or 0)
     except ModelCIError as err:
-        print(f"modelci {args.command}: error: {err}", file=sys.stderr)
+        _error(args.command, str(err))
         return err.exit_code
     except KeyboardInterrupt:
         print(f"modelci {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _error(command: str, message: str) -> None:
+    print(log.mask(f"modelci {command}: error: {message}"), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """One error type for every user-facing failure, with a documented exit code."""
 from __future__ import annotations
 
-# Exit codes (documented in README "CLI exit codes").
+# Exit codes (documented in README, "The CLI", and docs/design.md#code-layout).
 EXIT_OK = 0
 EXIT_ERROR = 1          # bad input, bad config, failed step: the message says what and how to fix
 EXIT_GATE_REJECTED = 2  # the promotion gate said no (a valid, expected outcome)

@@ -31,8 +31,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from . import log
+from . import log, settings
 from .errors import ModelCIError
+from .settings import gitlab as _declared  # noqa: F401  (declares the MODELCI_GITLAB_* variables)
 
 SCOPE_API = "api"
 SCOPE_READ_API = "read_api"
@@ -195,24 +196,24 @@ class GitLabClient:
         return f"{where}: {code} while {action}: {message or 'no detail'}"
 
 
-def _env_int(name: str, default: int) -> int:
-    value = log.env(name)
+def _env_int(name: str) -> int:
+    value = settings.get(name)
     try:
-        return int(value) if value is not None else default
+        return int(str(value))
     except ValueError:
         raise ModelCIError(f"environment: {name}: expected an integer, got {value!r}") from None
 
 
-def _env_float(name: str, default: float) -> float:
-    value = log.env(name)
+def _env_float(name: str) -> float:
+    value = settings.get(name)
     try:
-        return float(value) if value is not None else default
+        return float(str(value))
     except ValueError:
         raise ModelCIError(f"environment: {name}: expected a number, got {value!r}") from None
 
 
-def server_url_from_env() -> str:
-    url = log.env("MODELCI_GITLAB_URL") or log.env("CI_API_V4_URL") or log.env("CI_SERVER_URL")
+def server_url_from_env(url: str | None = None) -> str:
+    url = url or settings.get("MODELCI_GITLAB_URL") or settings.env("CI_API_V4_URL") or settings.env("CI_SERVER_URL")
     if not url:
         raise ModelCIError("environment: CI_API_V4_URL/CI_SERVER_URL: not set, so the GitLab API is unknown; "
                            "run in GitLab CI or set MODELCI_GITLAB_URL (e.g. https://gitlab.example.com)")
@@ -224,26 +225,31 @@ def server_url_from_env() -> str:
     return url
 
 
-def from_env(*, scope: str = SCOPE_API) -> GitLabClient:
-    """A client for the project this pipeline runs in. `scope` only shapes the error messages."""
-    url = server_url_from_env()
-    project = log.env("MODELCI_GITLAB_PROJECT") or log.env("CI_PROJECT_ID")
+def from_env(*, scope: str = SCOPE_API, url: str | None = None, project: str | None = None,
+             token: tuple[str, str] | None = None) -> GitLabClient:
+    """A client for the project this pipeline runs in. `scope` only shapes the error messages.
+    `url`, `project` and `token` ((source name, value), e.g. from `modelci setup --token-env`) override
+    the environment."""
+    url = server_url_from_env(url)
+    project = project or settings.get("MODELCI_GITLAB_PROJECT") or settings.env("CI_PROJECT_ID")
     if not project:
         raise ModelCIError("environment: CI_PROJECT_ID: not set; run in GitLab CI or set "
                            "MODELCI_GITLAB_PROJECT to the project id or group/project path")
-    source = next((n for n in ("MODELCI_GITLAB_TOKEN", "GITLAB_TOKEN", "CI_JOB_TOKEN") if log.env(n)), None)
-    if source is None:
+    candidates: list[tuple[str, str | None]] = [token] if token is not None else [
+        ("MODELCI_GITLAB_TOKEN", settings.get("MODELCI_GITLAB_TOKEN")),
+        ("GITLAB_TOKEN", settings.env("GITLAB_TOKEN")), ("CI_JOB_TOKEN", settings.env("CI_JOB_TOKEN"))]
+    source, secret = next(((n, v) for n, v in candidates if v), ("", None))
+    if not secret:
         raise ModelCIError(f"environment: MODELCI_GITLAB_TOKEN: no GitLab token (nor GITLAB_TOKEN or "
                            f"CI_JOB_TOKEN); set it to a project access token with the `{scope}` scope")
-    token = log.env(source) or ""
-    log.add_secret(token)
+    log.add_secret(secret)
     kind = "job" if source == "CI_JOB_TOKEN" else (
-        "oauth" if (log.env("MODELCI_GITLAB_TOKEN_TYPE") or "").lower() in ("oauth", "bearer") else "private")
-    policy = RetryPolicy(attempts=max(1, _env_int("MODELCI_GITLAB_RETRIES", 5)),
-                         backoff=max(0.0, _env_float("MODELCI_GITLAB_BACKOFF", 0.5)),
-                         max_wait=max(0.0, _env_float("MODELCI_GITLAB_MAX_WAIT", 30.0)))
-    auth = {"job": {"job_token": token}, "oauth": {"oauth_token": token}}.get(kind, {"private_token": token})
-    gl = _gitlab_class()(url, timeout=_env_float("MODELCI_GITLAB_TIMEOUT", 30.0),
+        "oauth" if (settings.get("MODELCI_GITLAB_TOKEN_TYPE") or "").lower() in ("oauth", "bearer") else "private")
+    policy = RetryPolicy(attempts=max(1, _env_int("MODELCI_GITLAB_RETRIES")),
+                         backoff=max(0.0, _env_float("MODELCI_GITLAB_BACKOFF")),
+                         max_wait=max(0.0, _env_float("MODELCI_GITLAB_MAX_WAIT")))
+    auth = {"job": {"job_token": secret}, "oauth": {"oauth_token": secret}}.get(kind, {"private_token": secret})
+    gl = _gitlab_class()(url, timeout=_env_float("MODELCI_GITLAB_TIMEOUT"),
                          backend=_make_backend(policy), user_agent="modelci", **auth)
     return GitLabClient(gl=gl, url=url, project_id=project, token_source=source, token_kind=kind,
                         retry=policy)

@@ -49,7 +49,7 @@ def _label_value(value: str, flag: str) -> str:
     return value
 
 
-def render(*, environment: str, image: str, port: int = 8080, replicas: int = 2, name: str = "modelci-serving",
+def render(*, environment: str, image: str | None, port: int = 8080, replicas: int = 2, name: str = "modelci-serving",
            namespace: str | None = None, model_version: str | None = None, model_sha256: str | None = None,
            cpu_request: str = "250m", memory_request: str = "512Mi", cpu_limit: str = "1",
            memory_limit: str = "1Gi", service_port: int = 80) -> list[dict[str, Any]]:

@@ -1,13 +1,11 @@
 """Small log helpers: progress on stderr, GitLab collapsible sections, secret masking."""
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import overload
 
 _SECRETS: set[str] = set()
 
@@ -45,12 +43,3 @@ def section(name: str, title: str, collapsed: bool = True) -> Iterator[None]:
         end = time.time()
         print(f"\033[0Ksection_end:{int(end)}:{key}\r\033[0K", file=sys.stderr, flush=True)
         info(f"{title}: {end - start:.1f}s")
-
-
-@overload
-def env(name: str, default: str) -> str: ...
-@overload
-def env(name: str, default: None = None) -> str | None: ...
-def env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default

@@ -6,7 +6,7 @@ One generic package per model (package name = model name), one package version p
   model.joblib  model.json (its "version" set to the package version)  smoke.json  run.json  verdict.json
 
 Only models with a passing, non-dry-run gate verdict for their exact sha256 are pushed, so the
-registry's highest version is the latest *promoted* model (the champion fallback in DECISIONS.md).
+registry's highest version is the latest *promoted* model (docs/design.md#evaluation-set-and-champion).
 Versions are immutable: pushing an existing version again succeeds only for the same model (a re-run
 job) and never replaces a file. model.json is uploaded last, so a version without it is incomplete
 and is refused by `pull`. `pull` checks every file against the registry's recorded sha256 and the

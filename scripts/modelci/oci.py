@@ -17,7 +17,7 @@ def parse_semver(tag: str) -> tuple[int, int, int] | None:
 
 
 def next_version(existing_tags: list[str], major: int, *, same_model_as: str | None = None) -> str:
-    """Next model version (DECISIONS.md): a new model gets major.(max minor + 1).0 (major.0.0 first);
+    """Next model version (docs/design.md#versions-images-digests): a new model gets major.(max minor + 1).0 (major.0.0 first);
     an image rebuilt around the same model (`same_model_as` = its version) gets the next patch."""
     versions = [v for v in (parse_semver(t) for t in existing_tags) if v]
     if same_model_as is not None:

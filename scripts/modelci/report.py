@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from . import artifact, gate, log
+from . import artifact, gate, log, settings
 from .errors import ModelCIError
 from .gitlab_api import SCOPE_API, GitLabClient
 
@@ -33,8 +33,8 @@ def note_body(verdict: dict[str, Any], image_markdown: str | None = None) -> str
     ctx = verdict.get("pipeline") or {}
     lines = [marker(name), gate.summary_markdown(verdict, image_markdown)]
     footer = []
-    pipeline = log.env("CI_PIPELINE_URL") or ctx.get("CI_PIPELINE_URL")
-    commit = log.env("CI_COMMIT_SHA") or ctx.get("CI_COMMIT_SHA")
+    pipeline = settings.env("CI_PIPELINE_URL") or ctx.get("CI_PIPELINE_URL")
+    commit = settings.env("CI_COMMIT_SHA") or ctx.get("CI_COMMIT_SHA")
     if pipeline:
         footer.append(f"[pipeline]({pipeline})")
     if commit:

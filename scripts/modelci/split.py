@@ -1,4 +1,4 @@
-"""Train / hold-out assignment by a stable hash of a row key (see DECISIONS.md).
+"""Train / hold-out assignment by a stable hash of a row key (docs/design.md#evaluation-set-and-champion).
 
 A row belongs to the hold-out set iff
 

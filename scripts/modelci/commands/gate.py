@@ -17,25 +17,31 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import artifact, gate, log
+from .. import artifact, gate, log, settings
 from ..errors import ModelCIError
+
+
+def _env(name: str, default: Any = None) -> Any:
+    # TEMPORARY (arch branch): log.env is gone; this file's owner moves it onto modelci.settings.
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("gate", help="promotion gate: candidate vs champion on the hold-out set",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=log.env("MODELCI_CONFIG", "model/modelci.yml"),
+    p.add_argument("--config", default=_env("MODELCI_CONFIG", "model/modelci.yml"),
                    help="model config (env MODELCI_CONFIG; default model/modelci.yml)")
-    p.add_argument("--candidate", default=log.env("MODELCI_CANDIDATE"),
+    p.add_argument("--candidate", default=_env("MODELCI_CANDIDATE"),
                    help="candidate model directory (env MODELCI_CANDIDATE; default <MODELCI_OUT|out>/model)")
-    p.add_argument("--champion", default=log.env("MODELCI_CHAMPION"),
+    p.add_argument("--champion", default=settings.get("MODELCI_CHAMPION"),
                    help="champion model directory; absent or empty = first model (env MODELCI_CHAMPION)")
-    p.add_argument("--out", default=log.env("MODELCI_GATE_OUT"),
+    p.add_argument("--out", default=_env("MODELCI_GATE_OUT"),
                    help="output directory (env MODELCI_GATE_OUT; default <MODELCI_OUT|out>/gate)")
-    p.add_argument("--dry-run", action="store_true", default=log.env("MODELCI_GATE_DRY_RUN") == "true",
+    p.add_argument("--dry-run", action="store_true", default=_env("MODELCI_GATE_DRY_RUN") == "true",
                    help="report without blocking (overrides gate.dry_run; env MODELCI_GATE_DRY_RUN=true)")
     p.add_argument("--report", action=argparse.BooleanOptionalAction,
-                   default=log.env("MODELCI_REPORT", "false") == "true",
+                   default=_env("MODELCI_REPORT", "false") == "true",
                    help="after the verdict (whatever it is), post the evidence as the MR/commit note "
                         "like `modelci report` (env MODELCI_REPORT=true)")
     p.set_defaults(func=run)
@@ -141,7 +147,7 @@ def _identity(meta: dict[str, Any]) -> dict[str, Any]:
 
 # ---- command --------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
-    base = log.env("MODELCI_OUT", "out")
+    base = _env("MODELCI_OUT", "out")
     candidate_dir = args.candidate or os.path.join(base, "model")
     out_dir = Path(args.out or os.path.join(base, "gate"))
 
@@ -205,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     if champion_note:
         result["reasons"].append(champion_note)
     result["created_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    result["pipeline"] = {k: log.env(k) for k in ("CI_PIPELINE_ID", "CI_PIPELINE_URL", "CI_JOB_URL",
+    result["pipeline"] = {k: _env(k) for k in ("CI_PIPELINE_ID", "CI_PIPELINE_URL", "CI_JOB_URL",
                                                   "CI_COMMIT_SHA", "CI_COMMIT_REF_NAME")}
     result["exit_code"] = gate.exit_code(result)
     write_outputs(result, out_dir, task, y, cand_pred)
@@ -224,8 +230,8 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         from . import report as report_cmd
 
-        report_args = argparse.Namespace(gate_dir=str(out_dir), mr=log.env("CI_MERGE_REQUEST_IID"),
-                                         commit=log.env("CI_COMMIT_SHA"), plot=True)
+        report_args = argparse.Namespace(gate_dir=str(out_dir), mr=_env("CI_MERGE_REQUEST_IID"),
+                                         commit=_env("CI_COMMIT_SHA"), plot=True)
         try:
             with contextlib.redirect_stdout(sys.stderr):  # stdout keeps exactly one JSON document
                 report_cmd.run(report_args)

@@ -21,6 +21,12 @@ from ..errors import ModelCIError
 from ..model_registry import ModelRegistry
 
 
+def _env(name: str, default: Any = None) -> Any:
+    # TEMPORARY (arch branch): log.env is gone; this file's owner moves it onto modelci.settings.
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("registry", help="push/pull model versions to/from GitLab's package registry",
                               description=__doc__.splitlines()[0])
@@ -28,9 +34,9 @@ def register(subparsers: Any) -> None:
                            parser_class=type(p))
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--name", default=log.env("MODELCI_MODEL_NAME"),
+        sp.add_argument("--name", default=_env("MODELCI_MODEL_NAME"),
                         help="model (package) name (env MODELCI_MODEL_NAME; default from model.json/config)")
-        sp.add_argument("--config", default=log.env("MODELCI_CONFIG", "model/modelci.yml"),
+        sp.add_argument("--config", default=_env("MODELCI_CONFIG", "model/modelci.yml"),
                         help="model config, read for model.name/model.major (env MODELCI_CONFIG)")
 
     push = sub.add_parser("push", help="upload a gated model as a new version")

@@ -19,14 +19,11 @@ A second run reports every item unchanged and writes nothing. Needs a Maintainer
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from .. import gitlab_api, log
-from ..setup import Plan, parse_variable, parse_who, run_setup
+from ..settings.setup import SetupSettings
+from ..steps import Result
+from ..steps import setup as step
 
 
 def register(subparsers: Any) -> None:
@@ -38,10 +35,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--project", help="project id or group/project path [CI_PROJECT_ID]")
     p.add_argument("--token-env", default=None, metavar="NAME",
                    help="name of the environment variable holding the token [MODELCI_GITLAB_TOKEN]")
-    p.add_argument("--environment", default=log.env("MODELCI_ENVIRONMENT", "production"),
-                   help="environment to protect [production]")
-    p.add_argument("--external-url", default=log.env("MODELCI_PRODUCTION_URL"),
-                   help="external URL given to a newly created environment [MODELCI_PRODUCTION_URL]")
+    p.add_argument("--environment", help="environment to protect [MODELCI_ENVIRONMENT, production]")
+    p.add_argument("--external-url", help="external URL given to a newly created environment [MODELCI_PRODUCTION_URL]")
     p.add_argument("--deployer", action="append", default=[], metavar="WHO",
                    help="who may deploy: maintainer, developer, admin, access:LEVEL, user:ID, group:ID "
                         "(repeatable; default maintainer)")
@@ -55,8 +50,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-protect", dest="protected", action="store_false",
                    help="make the variables available on unprotected branches too")
     p.add_argument("--variable-scope", default="*", help="environment scope of the variables [*]")
-    p.add_argument("--cron", default=log.env("MODELCI_MONITOR_CRON", "0 6 * * *"),
-                   help="cron of the monitoring schedule [0 6 * * *, daily]")
+    p.add_argument("--cron", help="cron of the monitoring schedule [MODELCI_MONITOR_CRON, 0 6 * * *: daily]")
     p.add_argument("--cron-timezone", default="UTC", help="time zone of the cron [UTC]")
     p.add_argument("--schedule-ref", default=None, help="branch the schedule runs on [default branch]")
     p.add_argument("--no-schedule", dest="schedule", action="store_false",
@@ -64,45 +58,5 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-@contextmanager
-def _connection_env(args: argparse.Namespace) -> Iterator[None]:
-    saved = dict(os.environ)
-    try:
-        if args.api_url:
-            os.environ["MODELCI_GITLAB_URL"] = args.api_url
-        if args.project:
-            os.environ["MODELCI_GITLAB_PROJECT"] = args.project
-        if args.token_env:
-            os.environ["MODELCI_GITLAB_TOKEN"] = os.environ.get(args.token_env, "")
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..errors import ModelCIError
-
-    if args.approvals < 0:
-        raise ModelCIError("--approvals: must be 0 or more")
-    if len(args.cron.split()) != 5:
-        raise ModelCIError(f"--cron {args.cron!r}: expected 5 fields (minute hour day month weekday), "
-                           f"e.g. '0 6 * * *'")
-    plan = Plan(environment=args.environment, external_url=args.external_url or None,
-                deployers=[parse_who(w, "--deployer") for w in args.deployer] or Plan().deployers,
-                approvals=args.approvals,
-                approvers=[parse_who(w, "--approver") for w in args.approver] or Plan().approvers,
-                variables=[parse_variable(v, dict(os.environ), masked=args.masked, protected=args.protected,
-                                          scope=args.variable_scope) for v in args.variable],
-                schedule=args.schedule, cron=args.cron, cron_timezone=args.cron_timezone,
-                schedule_ref=args.schedule_ref)
-    keys = [v.key for v in plan.variables]
-    if len(set(keys)) != len(keys):
-        raise ModelCIError("--variable: the same key is given twice; give each variable once")
-    with _connection_env(args):
-        client = gitlab_api.from_env(scope=gitlab_api.SCOPE_API)
-    with log.section("modelci_setup", "GitLab project setup" + (" (dry run)" if args.dry_run else "")):
-        result = run_setup(client, plan, dry_run=args.dry_run)
-    log.info(f"setup: {result['summary']}")
-    print(log.mask(json.dumps(result, indent=2)))
-    return 0
+def run(args: argparse.Namespace) -> Result:
+    return step.run(SetupSettings.from_args(args))

@@ -44,15 +44,34 @@ _WARNED: set[str] = set()
 
 def var(name: str, help: str, default: str | None = None, *, kind: str = "str",
         aliases: tuple[str, ...] = (), used_by: tuple[str, ...] = (), secret: bool = False) -> Var:
-    """Declare a variable (idempotent for an identical declaration)."""
+    """Declare a variable.
+
+    A variable several steps read is declared once (shared ones in `settings/common.py`); declaring it
+    again is allowed only with the same default, kind, aliases and secrecy, and then only adds the new
+    `used_by` entries (the first declaration's help text stays). Anything else is a programming error.
+    """
+    if name in _ALIASES or any(a in VARIABLES or _ALIASES.get(a, name) != name for a in aliases):
+        raise RuntimeError(f"settings: {name}: a name is both a variable and a deprecated alias")
     v = Var(name, help, default, kind, tuple(aliases), tuple(used_by), secret)
     old = VARIABLES.get(name)
-    if old is not None and old != v:
-        raise RuntimeError(f"settings: {name} declared twice with different definitions")
+    if old is not None:
+        if (old.default, old.kind, old.aliases, old.secret) != (v.default, v.kind, v.aliases, v.secret):
+            raise RuntimeError(f"settings: {name} declared twice with different definitions")
+        v = Var(name, old.help, old.default, old.kind, old.aliases,
+                old.used_by + tuple(u for u in v.used_by if u not in old.used_by), old.secret)
     VARIABLES[name] = v
     for alias in aliases:
         _ALIASES[alias] = name
     return v
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """A variable modelci does not own (GitLab's predefined `CI_*`, `DOCKER_HOST`, ...): its value, or
+    `default` when unset or empty. `MODELCI_*` names must be declared and read with `get`."""
+    if name.startswith("MODELCI_"):
+        raise RuntimeError(f"settings: {name}: declare it with settings.var and read it with settings.get")
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
 
 
 def parse_bool(value: str | bool | None, *, name: str, default: bool = False) -> bool:
@@ -124,6 +143,23 @@ def get_int(name: str, environ: Mapping[str, str] | None = None) -> int | None:
         raise ModelCIError(f"{name}={value!r}: not an integer") from None
 
 
-def pick(flag: object, name: str) -> str | None:
-    """A flag's value when given on the command line, else the variable (or its default)."""
-    return str(flag) if flag not in (None, "") else get(name)
+def pick(flag: object, name: str, default: str | None = None) -> str | None:
+    """A flag's value when given on the command line, else the variable, else its declared default,
+    else `default` (a step-specific fallback)."""
+    if flag not in (None, ""):
+        return str(flag)
+    value = get(name)
+    return default if value is None else value
+
+
+def pick_bool(flag: bool | None, name: str) -> bool:
+    """A boolean flag when given (True/False), else the variable parsed by `parse_bool`."""
+    return flag if flag is not None else get_bool(name)
+
+
+def pick_int(flag: int | None, name: str) -> int | None:
+    return flag if flag is not None else get_int(name)
+
+
+def pick_float(flag: float | None, name: str) -> float | None:
+    return flag if flag is not None else get_float(name)

@@ -1,0 +1,55 @@
+"""Settings of `modelci monitor` (and the variables of the scheduled monitor pipeline)."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from . import env, pick, pick_bool, pick_int, raw, var
+from .common import CONFIG, IMAGE_REPO, PRODUCTION_URL
+
+MONITOR = var("MODELCI_MONITOR", "Set to true on the pipeline schedule `modelci setup` creates: the monitor "
+              "component's job runs only in that schedule.", "false", kind="bool",
+              used_by=("setup", "templates"))
+DRIFT_RETRAIN = var("MODELCI_DRIFT_RETRAIN", "Set to true (with FORCE_RETRAIN=true) on the retraining "
+                    "pipeline the monitor starts when it finds drift.", "false", kind="bool",
+                    used_by=("monitor", "templates"))
+MONITOR_MODEL = var("MODELCI_MONITOR_MODEL", "Model directory whose model.json holds the training "
+                    "statistics (default: the champion's, fetched from MODELCI_IMAGE_REPO).", kind="path",
+                    used_by=("monitor",))
+MONITOR_RUN_RECORD = var("MODELCI_MONITOR_RUN_RECORD", "run.json of the served model's training run, as the "
+                         "source of the training statistics.", kind="path", used_by=("monitor",))
+MONITOR_MIN_ROWS = var("MODELCI_MONITOR_MIN_ROWS", "Live values a feature needs before it can drift.", "100",
+                       kind="int", used_by=("monitor",))
+MONITOR_OUT = var("MODELCI_MONITOR_OUT", "Directory of the drift report (drift.json, drift.md).",
+                  "out/monitor", kind="path", used_by=("monitor",))
+MONITOR_TRIGGER = var("MODELCI_MONITOR_TRIGGER", "Start a retraining pipeline when drift is found (needs "
+                      "MODELCI_GITLAB_TOKEN with the api scope).", "true", kind="bool", used_by=("monitor",))
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    production_url: str | None
+    model: str | None
+    run_record: str | None
+    image: str | None
+    config: str | None          # None: model/modelci.yml when it exists
+    method: str | None
+    threshold: float | None
+    min_rows: int
+    out: str
+    trigger: bool
+    ref: str | None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> MonitorSettings:
+        return cls(production_url=pick(args.production_url, PRODUCTION_URL.name),
+                   model=pick(args.model, MONITOR_MODEL.name),
+                   run_record=pick(args.run_record, MONITOR_RUN_RECORD.name),
+                   image=pick(args.image, IMAGE_REPO.name),
+                   config=args.config or raw(CONFIG.name),
+                   method=args.method, threshold=args.threshold,
+                   min_rows=pick_int(args.min_rows, MONITOR_MIN_ROWS.name) or 0,
+                   out=pick(args.out, MONITOR_OUT.name) or "out/monitor",
+                   trigger=pick_bool(args.trigger, MONITOR_TRIGGER.name),
+                   ref=args.ref or env("CI_DEFAULT_BRANCH"))
+

@@ -1,0 +1,159 @@
+"""The build step: build the serving image around a model, push it, hand the digest on.
+
+The model comes from this pipeline's training job (the candidate, which needs a passing gate verdict),
+or, when the pipeline did not train (an app/Dockerfile-only change), from the champion's image: the
+same model, a new patch version (docs/design.md#versions-images-digests). The build context is the
+Dockerfile, app/ and artifact/ (the model, copied last so that a model-only change rebuilds one layer).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from .. import artifact, champion, dockerutil, log
+from ..errors import ModelCIError
+from ..gate import require_passing_verdict
+from ..oci import ImageRepo, RegistryClient, next_version
+from ..settings.build import BuildSettings
+from . import Result
+
+
+def _model_identity(config_path: str) -> tuple[str, int]:
+    try:
+        with open(config_path) as fh:
+            cfg = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        raise ModelCIError(f"{config_path}: config not found; set the config input/MODELCI_CONFIG") from None
+    model = cfg.get("model") or {}
+    major = model.get("major", 1)
+    if not isinstance(major, int) or isinstance(major, bool) or major < 0:
+        raise ModelCIError(f"{config_path}: model.major must be a non-negative integer, got {major!r}")
+    return str(model.get("name") or "model"), major
+
+
+def run(s: BuildSettings) -> Result:
+    t0 = time.time()
+    if not s.image:
+        raise ModelCIError("no image repository: pass --image or set MODELCI_IMAGE_REPO "
+                           "(e.g. $CI_REGISTRY_IMAGE/serving)")
+    repo = ImageRepo.parse(s.image)
+    name, major = _model_identity(s.config)
+    context = s.context
+    bundled = s.serving_context
+    if bundled and not (context / "Dockerfile").exists() and not (context / "app").exists():
+        log.info(f"no Dockerfile/app in {context}: using modelci's serving app from {bundled}")
+        context = Path(bundled)
+    for needed in ("Dockerfile", "app"):
+        if not (context / needed).exists():
+            raise ModelCIError(f"{context / needed}: missing from the build context; set --context to the "
+                               "directory holding the serving Dockerfile and app/")
+    c = dockerutil.client()
+    auth = dockerutil.login(c, repo.registry)
+    user, password = dockerutil.registry_credentials()
+    tags = RegistryClient(repo.registry, user, password).tags(repo.path)
+
+    work = Path(tempfile.mkdtemp(prefix="modelci-build-"))
+    try:
+        model_dir = Path(s.model)
+        if (model_dir / artifact.META_FILE).exists():
+            meta = artifact.verify_model(model_dir)
+            verdict = require_passing_verdict(s.verdict, model_dir)  # the gate's one verdict check
+            version = next_version(tags, major)
+            reason = "new model"
+            log.info(f"building new model {name} {version} (verdict {verdict.get('verdict')})")
+        else:
+            log.info(f"no trained model at {model_dir}: reusing the champion's model (image-only change)")
+            found = champion.fetch(s.production_url, repo, work / "champion")
+            if not found:
+                raise ModelCIError(f"{model_dir}: no trained model and no champion to reuse; run the "
+                                   "pipeline with FORCE_RETRAIN=true to train the first model")
+            model_dir = Path(found["dir"])
+            meta = artifact.verify_model(model_dir)
+            version = next_version(tags, major, same_model_as=found["version"])
+            reason = f"same model as {found['version']}"
+        # Build context: Dockerfile, app/, artifact/ (the model, copied last in the Dockerfile).
+        ctx = work / "context"
+        ctx.mkdir()
+        shutil.copy2(context / "Dockerfile", ctx / "Dockerfile")
+        shutil.copytree(context / "app", ctx / "app",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
+        shutil.copytree(model_dir, ctx / "artifact")
+        art_meta = dict(meta)
+        art_meta["version"] = version
+        artifact.write_json_atomic(ctx / "artifact" / artifact.META_FILE, art_meta)
+        if not (ctx / "artifact" / "smoke.json").exists():
+            log.warn("model has no smoke.json: deploys will only check readiness")
+
+        sha, short = s.commit_sha, s.short_sha
+        metrics = {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))}
+        buildargs = {
+            "MODEL_VERSION": version,
+            "MODEL_SHA256": meta["sha256"],
+            "DATA_SHA256": str(meta.get("data_sha256") or ""),
+            "MODEL_METRICS": json.dumps(metrics, sort_keys=True),
+            "VCS_REF": sha,
+            "SOURCE_URL": s.project_url,
+            "CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        if s.base_image:
+            buildargs["BASE_IMAGE"] = s.base_image
+        version_tag = repo.tag(version)
+        with log.section("modelci_build", f"docker build {version_tag} ({reason})"):
+            tb = time.time()
+            image_id = None
+            for chunk in c.api.build(path=str(ctx), tag=version_tag, buildargs=buildargs, rm=True,
+                                     forcerm=True, network_mode="host", decode=True):
+                if "error" in chunk:
+                    raise ModelCIError(f"docker build failed: {chunk['error'].strip()}")
+                if chunk.get("stream"):
+                    sys.stderr.write(chunk["stream"])
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+            if not image_id:
+                raise ModelCIError("docker build produced no image; see the log above")
+            build_s = time.time() - tb
+        image = c.images.get(image_id)
+        image.tag(str(repo), tag=short)
+        with log.section("modelci_push", f"docker push {repo} ({version}, {short})"):
+            tp = time.time()
+            pushed = dockerutil.stream_push(c, str(repo), version, auth)
+            dockerutil.stream_push(c, str(repo), short, auth)
+            push_s = time.time() - tp
+        registry_result = None
+        if s.model_registry and reason == "new model":
+            from .. import gitlab_api
+            from ..model_registry import ModelRegistry
+
+            with log.section("modelci_model_registry", f"model registry: {name} {version}"):
+                registry_result = ModelRegistry(gitlab_api.from_env(scope=gitlab_api.SCOPE_PACKAGES_WRITE),
+                                                name).push(model_dir, version,
+                                                           run_record=str(model_dir.parent / "run.json"),
+                                                           verdict=s.verdict)
+        image.reload()
+        digests = [d for d in image.attrs.get("RepoDigests", []) if d.startswith(f"{repo}@")]
+        if not digests:
+            raise ModelCIError(f"pushed {version_tag} but the engine reports no digest for {repo}")
+        ref = digests[0]
+        digest = ref.split("@", 1)[1]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    result = {
+        "image": ref, "digest": digest, "repository": str(repo), "tags": [version, short],
+        "model_name": name, "model_version": version, "model_sha256": meta["sha256"], "reason": reason,
+        "timings": {"build_s": round(build_s, 2), "push_s": round(push_s, 2),
+                    "total_s": round(time.time() - t0, 2)},
+        "pushed_bytes_reported": pushed, "model_registry": registry_result,
+    }
+    dockerutil.write_dotenv(s.dotenv, {
+        "MODELCI_IMAGE": ref, "MODELCI_IMAGE_DIGEST": digest, "MODELCI_MODEL_VERSION": version,
+        "MODELCI_MODEL_SHA256": meta["sha256"],
+    })
+    log.info(f"pushed {version_tag} = {ref}")
+    return Result(result)
