@@ -34,8 +34,8 @@ pytestmark = pytest.mark.e2e
 ROOT = localci.ROOT
 CONSUMER_SRC = ROOT / "tests" / "consumer"
 PROJECT = "group/consumer"
-TRAIN, GATE, BUILD, STAGING, PROD = ("modelci:train", "modelci:gate", "modelci:build", "modelci:staging",
-                                    "modelci:production")
+# the README snippet includes the composite `pipeline` component with a custom job prefix
+TRAIN, GATE, BUILD, STAGING, PROD = ("ml:train", "ml:gate", "ml:build", "ml:staging", "ml:production")
 SNIPPET = re.compile(r"<!-- consumer-snippet -->\s*```yaml\n(.*?)```\s*<!-- /consumer-snippet -->", re.S)
 
 
@@ -120,6 +120,11 @@ def consumer(tmp_path_factory, registry, base_image, tools_image, git_server, do
     image = f"{registry.host}/modelci/modelci/tools:{tools_tag()}"
     localci.push_image(tools_image, image, registry)
 
+    # one job gets an image of its own (a job-level override in the consumer's file): with no hidden
+    # job shared between component files, every other job keeps the composite's image
+    other_image = f"{registry.host}/tools-mirror/modelci-tools:{tools_tag()}"
+    localci.push_image(tools_image, other_image, registry)
+    snippet = snippet + f'\n"{STAGING}":\n  image: {other_image}\n'
     repo = make_consumer(git_server, tmp / "consumer", snippet)
     staging_url, production_url = f"http://127.0.0.1:{localci.free_port()}", f"http://127.0.0.1:{localci.free_port()}"
     ns = "consumer" + secrets.token_hex(3)
@@ -133,7 +138,7 @@ def consumer(tmp_path_factory, registry, base_image, tools_image, git_server, do
         fake_gitlab=state)
     (tmp / "pipeline.log").write_text(res.output)
     print(f"\nconsumer pipeline: {res.seconds:.0f} s, jobs {json.dumps(res.job_seconds)}; log {tmp / 'pipeline.log'}")
-    s = {"repo": repo, "result": res, "image": image, "published": published, "ref": ref, "state": state,
+    s = {"repo": repo, "result": res, "image": image, "other_image": other_image, "published": published, "ref": ref, "state": state,
          "staging": staging_url, "production": production_url, "registry": registry, "snippet": snippet}
     for env, url in (("staging", staging_url), ("production", production_url)):
         try:
@@ -147,7 +152,8 @@ def consumer(tmp_path_factory, registry, base_image, tools_image, git_server, do
 
 
 def test_consumer_ci_file_is_the_readme_snippet():
-    """tests/consumer/.gitlab-ci.yml is a browsable copy; the README is what the test runs."""
+    """tests/consumer/.gitlab-ci.yml is a browsable copy; the README is what the test runs (plus one
+    job-level image override)."""
     assert (CONSUMER_SRC / ".gitlab-ci.yml").read_text() == readme_snippet(), \
         "tests/consumer/.gitlab-ci.yml differs from the README snippet: copy the snippet into it"
 
@@ -156,7 +162,7 @@ def test_components_come_from_the_tagged_release_over_ssh(consumer):
     res = consumer["result"]
     assert f"downloaded modelci/modelci {consumer['ref']}" in res.output, res.output[:3000]
     fetched = consumer["repo"] / ".gitlab-ci-local" / "includes" / "127.0.0.1" / "modelci" / "modelci" / consumer["ref"]
-    for name in ("train", "gate", "build", "deploy"):
+    for name in ("pipeline", "train", "gate", "build", "deploy"):
         got = (fetched / "templates" / f"{name}.yml").read_text()
         assert got == (ROOT / "templates" / f"{name}.yml").read_text()
 
@@ -165,8 +171,11 @@ def test_pipeline_runs_every_job_in_the_tools_image(consumer):
     res = consumer["result"]
     assert res.returncode == 0, res.output[-5000:]
     assert all(res.jobs.get(j) == "passed" for j in (TRAIN, GATE, BUILD, STAGING, PROD)), res.jobs
-    for job in (TRAIN, GATE, BUILD, STAGING, PROD):  # the default image input: $CI_REGISTRY/modelci/modelci/tools:X
+    for job in (TRAIN, GATE, BUILD, PROD):  # the default image input: $CI_REGISTRY/modelci/modelci/tools:X
         assert re.search(rf"(^|\s){re.escape(job)} starting {re.escape(consumer['image'])} ", res.output, re.M), job
+    # the one job given another image runs in it, and only that job
+    assert re.search(rf"(^|\s){re.escape(STAGING)} starting {re.escape(consumer['other_image'])} ", res.output, re.M)
+    assert len(re.findall(rf" starting {re.escape(consumer['other_image'])} ", res.output)) == 1
     # the build had no app/ or Dockerfile of its own: the serving app bundled in the tools image
     assert "using modelci's serving app from /opt/modelci-serving" in res.output
 
@@ -247,7 +256,7 @@ def test_include_project_file_form_resolves_the_same_jobs(consumer, git_server, 
     localci.git(repo, "update-ref", "refs/remotes/origin/main", "HEAD~1")  # the commit counts as changed
     as_components = localci.list_jobs(repo, gitlab, project_path=PROJECT, env=env)
     project_form = to_project_form(consumer["snippet"], consumer["ref"])
-    assert "component:" not in project_form and project_form.count("- project: modelci/modelci") == 5
+    assert "component:" not in project_form and project_form.count("- project: modelci/modelci") == 1
     (repo / ".gitlab-ci.yml").write_text(project_form)
     shutil.rmtree(repo / ".gitlab-ci-local", ignore_errors=True)
     as_files = localci.list_jobs(repo, gitlab, project_path=PROJECT, env=env)

@@ -86,19 +86,20 @@ CASES = {
     "default_app_only": Case(change_app, IMAGE_ONLY),
     "default_dockerfile_only": Case(change_dockerfile, IMAGE_ONLY),
     "default_nothing_relevant": Case(change_readme, NOTHING),
-    # FORCE_RETRAIN=true (also what a drift-triggered retrain pipeline sets), with no change at all
+    # FORCE_RETRAIN=true (a maintainer's manual run), with no change at all
     "force_retrain_no_change": Case(no_change, FULL, {"FORCE_RETRAIN": "true"}),
+    # a drift-triggered retrain: a pipeline created through the API, with no pipeline variables
+    "api_retrain_no_change": Case(no_change, FULL, {"CI_PIPELINE_SOURCE": "api"}),
+    "api_pipeline_other_branch": Case(no_change, NOTHING, {"CI_PIPELINE_SOURCE": "api"}, branch="more-data"),
     # deploy freeze: train, gate and build still run, no deploy job exists
     "deploy_freeze_data_change": Case(change_data, {TRAIN: AUTO, GATE: AUTO, BUILD: AUTO},
                                       {"CI_DEPLOY_FREEZE": "true"}),
     "deploy_freeze_force_retrain": Case(no_change, {TRAIN: AUTO, GATE: AUTO, BUILD: AUTO},
                                         {"CI_DEPLOY_FREEZE": "true", "FORCE_RETRAIN": "true"}),
-    # schedules: only the monitor job (when the schedule sets MODELCI_MONITOR=true), even on a
-    # commit that changed the data (GitLab treats `changes` as true in a schedule)
-    "schedule_monitor": Case(change_data, {MONITOR: AUTO},
-                             {"CI_PIPELINE_SOURCE": "schedule", "MODELCI_MONITOR": "true"}),
-    "schedule_other": Case(change_data, NOTHING, {"CI_PIPELINE_SOURCE": "schedule"}),
-    "schedule_force_retrain_ignored": Case(change_data, NOTHING,
+    # schedules: only the monitor job, with no schedule variable (pipeline variables may be blocked),
+    # even on a commit that changed the data (GitLab treats `changes` as true in a schedule)
+    "schedule_monitor": Case(change_data, {MONITOR: AUTO}, {"CI_PIPELINE_SOURCE": "schedule"}),
+    "schedule_force_retrain_ignored": Case(change_data, {MONITOR: AUTO},
                                            {"CI_PIPELINE_SOURCE": "schedule", "FORCE_RETRAIN": "true"}),
     # a semver tag of this repository: the release only, never a model pipeline
     "semver_tag": Case(change_data, {job: AUTO for job in RELEASE},

@@ -9,7 +9,12 @@ filled with its default, validates against GitLab's CI JSON schema (check-jsonsc
 vendor.gitlab-ci); .gitlab-ci.yml validates too, and every input it passes in an `include:` exists in
 that component (gitlab-ci-local does not check this; GitLab does); no global keywords
 (default/stages/variables/image/before_script) and no only/except in components; the README's
-tables match the specs.
+tables match the specs. Composition: no hidden job is defined in two component files (included files
+share one namespace, so the last include's values would win for every job), and no input default
+names a job with the literal default prefix (job names must derive from `job_prefix`). Versions:
+every image reference in the templates that names one of modelci's own images (tools, proxy) names
+the version in pyproject.toml, and CHANGELOG.md has a section for that version (gitlab-ci-local does
+not interpolate `$[[ component.version ]]`, so this is checked here on every run).
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
 README = ROOT / "README.md"
 USE = re.compile(r"\$\[\[\s*inputs\.([A-Za-z0-9_-]+)\s*\]\]")
+OWN_IMAGE = re.compile(r"/modelci/(tools|proxy):([A-Za-z0-9_.-]+)")
 GLOBAL_KEYS = {"default", "stages", "variables", "image", "before_script", "after_script", "workflow",
                "services", "cache"}
 
@@ -51,6 +57,20 @@ def fill(body: str, inputs: dict) -> str:
     return USE.sub(value, body)
 
 
+def flatten_rules(doc: dict) -> dict:
+    """GitLab flattens nested arrays in `rules` (how `!reference` and array inputs such as a
+    component's `rules` input compose); the editor schema does not know that, so flatten first."""
+    def flat(items: list) -> list:
+        out: list = []
+        for item in items:
+            out.extend(flat(item) if isinstance(item, list) else [item])
+        return out
+    for conf in doc.values():
+        if isinstance(conf, dict) and isinstance(conf.get("rules"), list):
+            conf["rules"] = flat(conf["rules"])
+    return doc
+
+
 def schema_check(files: list[Path]) -> list[str]:
     exe = Path(sys.executable).parent / "check-jsonschema"
     res = subprocess.run([str(exe), "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci",
@@ -58,9 +78,61 @@ def schema_check(files: list[Path]) -> list[str]:
     return [] if res.returncode == 0 else [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
 
 
+def package_version(root: Path) -> str | None:
+    pyproject = root / "pyproject.toml"
+    m = re.search(r'^version = "([^"]+)"', pyproject.read_text() if pyproject.exists() else "", re.M)
+    return m.group(1) if m else None
+
+
+def version_problems(root: Path, templates: Path) -> list[str]:
+    """Every modelci image the templates name carries pyproject's version, and CHANGELOG has it."""
+    version = package_version(root)
+    problems: list[str] = []
+    if version is None:
+        return [f"pyproject.toml: no `version = \"X.Y.Z\"`; the components' images must name the package version"]
+    for path in sorted(templates.glob("*.yml")):
+        for image, tag in OWN_IMAGE.findall(path.read_text()):
+            if tag != version:
+                problems.append(f"{path.relative_to(root)}: image {image}:{tag} does not name version "
+                                f"{version} (pyproject.toml); make every modelci image tag {version}")
+    changelog = root / "CHANGELOG.md"
+    text = changelog.read_text() if changelog.exists() else ""
+    if version and not re.search(rf"^## \[{re.escape(version)}\]", text, re.M):
+        problems.append(f"CHANGELOG.md: no '## [{version}]' section for the version in pyproject.toml; add one")
+    return problems
+
+
+def composition_problems(bodies: dict[str, dict], specs: dict[str, dict], root: Path) -> list[str]:
+    """Hidden jobs shared between component files, and input defaults that ignore `job_prefix`."""
+    problems = []
+    owners: dict[str, list[str]] = {}
+    for name, doc in bodies.items():
+        for key in doc:
+            if isinstance(key, str) and key.startswith("."):
+                owners.setdefault(key, []).append(name)
+    for key, files in sorted(owners.items()):
+        if len(files) > 1:
+            problems.append(f"templates: hidden job {key!r} is defined in {', '.join(sorted(files))}: included "
+                            "files share one namespace and the last include wins; inline its keys or derive "
+                            "its name from job_prefix")
+    for name, inputs in specs.items():
+        prefix = (inputs.get("job_prefix") or {}).get("default")
+        if not prefix:
+            continue
+        for input_name, decl in inputs.items():
+            if input_name == "job_prefix":
+                continue
+            if prefix in json.dumps((decl or {}).get("default", "")):
+                problems.append(f"templates/{name}.yml: spec.inputs.{input_name}: default names a job with the "
+                                f"literal prefix {prefix!r}; derive job names from $[[ inputs.job_prefix ]] "
+                                "in the job instead")
+    return problems
+
+
 def lint() -> list[str]:
     problems: list[str] = []
     specs: dict[str, dict] = {}
+    bodies: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         filled = []
         for path in sorted(TEMPLATES.glob("*.yml")):
@@ -81,12 +153,17 @@ def lint() -> list[str]:
                     problems.append(f"{rel}: spec.inputs.{name}: default is a list; add `type: array`")
                 if isinstance(default, bool) and decl.get("type") != "boolean":
                     problems.append(f"{rel}: spec.inputs.{name}: default is a boolean; add `type: boolean`")
+            for hidden in re.findall(r'^"?(\.[^"\n]+?)"?:\s*$', body, re.M):
+                if "$[[" not in hidden:
+                    problems.append(f"{rel}: hidden job {hidden!r} has a fixed name: every include of a component "
+                                    "file shares it and the last include's values win; inline its keys")
             used = set(USE.findall(body))
             for name in sorted(used - set(inputs)):
                 problems.append(f"{rel}: $[[ inputs.{name} ]] is used but not declared in spec.inputs")
             for name in sorted(set(inputs) - used):
                 problems.append(f"{rel}: spec.inputs.{name} is declared but never used; remove it or use it")
-            doc = yaml.safe_load(fill(body, inputs)) or {}
+            doc = flatten_rules(yaml.safe_load(fill(body, inputs)) or {})
+            bodies[path.stem] = doc
             for key in sorted(GLOBAL_KEYS & set(doc)):
                 problems.append(f"{rel}: global `{key}:` leaks into every consumer; set it per job instead")
             for job, conf in doc.items():
@@ -103,6 +180,8 @@ def lint() -> list[str]:
             out.write_text(yaml.safe_dump(doc, sort_keys=False))
             filled.append(out)
         problems += [f"schema: {line}" for line in schema_check(filled)] if filled else []
+    problems += composition_problems(bodies, specs, ROOT)
+    problems += version_problems(ROOT, TEMPLATES)
     ci = ROOT / ".gitlab-ci.yml"
     problems += [f"schema (.gitlab-ci.yml): {line}" for line in schema_check([ci])]
     for inc in (yaml.safe_load(ci.read_text()) or {}).get("include") or []:

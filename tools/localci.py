@@ -207,6 +207,22 @@ def run_pipeline(repo: Path, gitlab: LocalGitLab, *, manual: list[str] | None = 
                             mrs=mrs)
 
 
+def seed_own_component_includes(repo: Path) -> None:
+    """Work around gitlab-ci-local 4.72.0: inside a component of this very project at $CI_COMMIT_SHA
+    (how a component project tests itself), it turns the composite's `include: local:` into a
+    project include fetched from the remote, where GitLab reads this project's own files. Seed its
+    include cache with this commit's templates so they are read locally, as GitLab would."""
+    url = git(repo, "remote", "get-url", "origin", check=False)
+    m = re.match(r"^(?:ssh://)?(?:[^@/]+@)?([^:/]+)(?::\d+)?[:/](.+?)(?:\.git)?$", url or "")
+    if not m or not (repo / "templates").is_dir():
+        return
+    host, project = m.group(1), m.group(2)
+    dest = repo / ".gitlab-ci-local" / "includes" / host / project / git(repo, "rev-parse", "HEAD") / "templates"
+    dest.mkdir(parents=True, exist_ok=True)
+    for tpl in (repo / "templates").glob("*.yml"):
+        shutil.copy2(tpl, dest / tpl.name)
+
+
 def _gitlab_ci_local(repo: Path, gitlab: LocalGitLab, executor_args: list[str], *, project_path: str,
                      manual: list[str] | None = None, jobs: list[str] | None = None,
                      variables: dict[str, str] | None = None, extra_args: list[str] | None = None,
@@ -219,6 +235,7 @@ def _gitlab_ci_local(repo: Path, gitlab: LocalGitLab, executor_args: list[str], 
         fake = FakeGitLabProcess(repo, fake_gitlab, token, project=f"1217:{project_path}", mrs=mrs)
         gitlab = LocalGitLab(gitlab.registry, api_url=fake.api_url, job_token=gitlab.job_token,
                              extra={**gitlab.extra, "MODELCI_GITLAB_TOKEN": token})
+    seed_own_component_includes(repo)
     merged = {**gitlab.variables(project_path), **(variables or {})}
     args = [_gcl(), "--no-color", "--timestamps", "--max-job-name-padding", "0", *executor_args]
     for k, v in merged.items():
@@ -291,6 +308,7 @@ def _gcl() -> str:
 def _gcl_query(repo: Path, gitlab: LocalGitLab, flag: str, variables: dict[str, str] | None,
                unset: tuple[str, ...] | list[str], project_path: str, timeout: float,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    seed_own_component_includes(repo)
     merged = {**gitlab.variables(project_path), **(variables or {})}
     args = [_gcl(), flag]
     for k, v in merged.items():
