@@ -89,7 +89,7 @@ def version_problems(root: Path, templates: Path) -> list[str]:
     version = package_version(root)
     problems: list[str] = []
     if version is None:
-        return [f"pyproject.toml: no `version = \"X.Y.Z\"`; the components' images must name the package version"]
+        return ["pyproject.toml: no `version = \"X.Y.Z\"`; the components' images must name the package version"]
     for path in sorted(templates.glob("*.yml")):
         for image, tag in OWN_IMAGE.findall(path.read_text()):
             if tag != version:
