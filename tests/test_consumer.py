@@ -262,4 +262,4 @@ def test_include_project_file_form_resolves_the_same_jobs(consumer, git_server, 
     as_files = localci.list_jobs(repo, gitlab, project_path=PROJECT, env=env)
     assert as_files == as_components
     assert as_components == {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success",
-                             STAGING: "on_success", PROD: "manual"}
+                             STAGING: "on_success", PROD: "manual", "ml:monitor": "never"}  # schedules only
