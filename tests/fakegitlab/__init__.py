@@ -25,7 +25,11 @@ and response shapes of GitLab's REST API documentation:
   GET  POST /projects/:id/variables, GET PUT DELETE /projects/:id/variables/:key
   GET  POST /projects/:id/pipeline_schedules, GET PUT DELETE /projects/:id/pipeline_schedules/:id
   POST /projects/:id/pipeline_schedules/:id/variables, PUT DELETE .../variables/:key
-  POST /projects/:id/pipeline                                   (create a pipeline, with variables)
+  POST /projects/:id/pipeline                                   (create a pipeline, with variables:
+                                                                 ci_pipeline_variables_minimum_override_role)
+  GET  POST /projects/:id/issues                                (state/labels filters, pagination)
+  GET  PUT /projects/:id/issues/:issue_iid                      (edit; state_event close|reopen)
+  GET  POST /projects/:id/issues/:issue_iid/notes
 
 Strictness: 401 for a missing or unknown token (PRIVATE-TOKEN, JOB-TOKEN or Authorization: Bearer);
 a job token only works on the package endpoints (as on GitLab); 403 insufficient_scope when the
