@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--token", action="append", default=[], help="personal/project token with api scope")
     ap.add_argument("--read-token", action="append", default=[], help="token with read_api scope only")
+    ap.add_argument("--developer-token", action="append", default=[],
+                    help="token with api scope of a Developer (below the pipeline-variable minimum role)")
     ap.add_argument("--job-token", action="append", default=[], help="CI job token")
     ap.add_argument("--project", action="append", default=[], help="ID:group/path (default 42:group/project)")
     ap.add_argument("--mr", action="append", type=int, default=[], help="merge request iid (all projects)")
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     tokens: dict[str, dict[str, Any]] = {}
     for t in args.token:
         tokens[t] = {"kind": "private", "scopes": ["api"], "role": "maintainer"}
+    for t in args.developer_token:
+        tokens[t] = {"kind": "private", "scopes": ["api"], "role": "developer"}
     for t in args.read_token:
         tokens[t] = {"kind": "private", "scopes": ["read_api"], "role": "maintainer"}
     for t in args.job_token:
