@@ -3,7 +3,7 @@ real registry and the strict fake GitLab (issues area; pipeline variables need t
 and the schedules and the retrain run with a Developer's token).
 
 One module-scoped scenario:
-  A. the first pipeline (+ the manual production job): production serves 1.0.0
+  A. the first pipeline's train, gate, build and (manual) production jobs: production serves 1.0.0
   S1. shifted traffic, then a scheduled pipeline: one drift issue is opened, no retrain
   S2. more shifted traffic, another schedule: the same issue is updated
   S3. production restarts (its counters start again, as after a deploy), clean traffic, a schedule:
@@ -136,7 +136,7 @@ def drift(tmp_path_factory, registry, base_image, docker_client):
         s[f"notes_{name}"] = fake.state()["issue_notes"]
 
     try:
-        run("A", fake.maintainer, manual=[PROD])
+        run("A", fake.maintainer, jobs=[TRAIN, GATE, BUILD, PROD])  # staging is not needed here
         s["lineage_A"] = localci.lineage(production_url)
         s["tags_A"] = _tags(registry)
         s["packages_A"] = sorted((p["name"], p["version"]) for p in fake.state()["packages"])
@@ -180,6 +180,7 @@ def _drift_issues(issues: list[dict]) -> list[dict]:
 def test_production_serves_the_first_model(drift):
     a = drift["A"]
     assert a.returncode == 0, a.output[-3000:]
+    assert a.jobs == {TRAIN: "passed", GATE: "passed", BUILD: "passed", PROD: "passed"}, a.jobs
     assert drift["lineage_A"]["model_version"] == "1.0.0"
     assert MONITOR not in a.jobs  # the monitor runs in schedules only
 

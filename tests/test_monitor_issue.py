@@ -161,3 +161,17 @@ def test_the_monitor_retrain_works_for_a_developer_where_variables_are_blocked(f
     trig = mon.trigger_retrain(gitlab_api.from_env(), None)
     (pipeline,) = fake_gitlab.projects[42]["pipelines"]
     assert trig["id"] == pipeline["id"] and pipeline["ref"] == "main" and pipeline["variables"] == []
+
+
+def test_the_old_trigger_variable_is_deprecated_and_false_means_report_only(monkeypatch, capsys):
+    from modelci import cli
+    from modelci.settings.monitor import MonitorSettings
+
+    monkeypatch.setenv("MODELCI_MONITOR_TRIGGER", "false")
+    s = MonitorSettings.from_args(cli.build_parser().parse_args(["monitor"]))
+    assert s.trigger is False
+    assert "MODELCI_MONITOR_TRIGGER is deprecated" in capsys.readouterr().err
+    monkeypatch.delenv("MODELCI_MONITOR_TRIGGER")
+    s = MonitorSettings.from_args(cli.build_parser().parse_args(["monitor", "--environment", "eu-prod"]))
+    assert s.trigger is True and s.environment == "eu-prod"
+    assert MonitorSettings.from_args(cli.build_parser().parse_args(["monitor", "--no-trigger"])).trigger is False
