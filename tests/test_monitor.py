@@ -1,5 +1,6 @@
 """`modelci monitor` against real serving-app processes fed unshifted and shifted inputs, with the
-strict fake GitLab receiving the retraining trigger."""
+strict fake GitLab receiving the drift issue and, when the config's monitor.on_drift asks, the
+retraining trigger."""
 from __future__ import annotations
 
 import json
@@ -133,16 +134,28 @@ def test_unshifted_inputs_do_not_drift(apps, model_dir, fake_gitlab, capsys, wor
         {"size": "ok", "weight": "ok", "colour": "ok"}
     assert all(f["statistic"] < 0.1 for f in report["features"])
     assert report["model"]["version"] == "1.2.0"
-    assert _pipeline_calls(fake_gitlab) == [] and fake_gitlab.requests == []
+    # a clean check only looks for an open drift issue to close (monitor.on_drift: [issue] by default)
+    assert _pipeline_calls(fake_gitlab) == []
+    assert [(r["method"], r["route"]) for r in fake_gitlab.requests] == [("GET", "issues")]
+    assert report["issue"] == {"action": "none", "iid": None, "web_url": None}
     saved = json.loads((workdir / "out/monitor/drift.json").read_text())
     assert saved["status"] == "ok"
     assert "No feature drifted" in (workdir / "out/monitor/drift.md").read_text()
 
 
+def _config(workdir, on_drift=None, extra=""):
+    cfg = workdir / "modelci.yml"
+    monitor = f"monitor: {{on_drift: [{', '.join(on_drift)}]{extra}}}\n" if on_drift is not None else ""
+    cfg.write_text("model: {name: fruit}\ndata: {files: [d.csv]}\ntarget: label\n"
+                   "features: {numeric: [size, weight], categorical: [colour]}\n" + monitor)
+    return str(cfg)
+
+
 def test_shifted_inputs_drift_and_trigger_one_retrain(apps, model_dir, fake_gitlab, capsys, workdir):
-    code, report, err = _run(capsys, "--production-url", apps["shifted"], "--model", str(model_dir))
+    code, report, err = _run(capsys, "--production-url", apps["shifted"], "--model", str(model_dir),
+                             "--config", _config(workdir, ["issue", "retrain"]))
     assert code == 0, err
-    assert report["status"] == "triggered"
+    assert report["status"] == "triggered" and report["on_drift"] == ["issue", "retrain"]
     assert sorted(report["drifted_features"]) == ["colour", "size"]  # weight was not shifted
     weight = next(f for f in report["features"] if f["feature"] == "weight")
     assert not weight["drift"] and weight["statistic"] < 0.1
@@ -155,21 +168,67 @@ def test_shifted_inputs_drift_and_trigger_one_retrain(apps, model_dir, fake_gitl
     # no pipeline variables: the retrain is recognised by $CI_PIPELINE_SOURCE == "api" (they may be blocked)
     assert not pipeline.get("variables")
     assert report["trigger"]["id"] == pipeline["id"]
+    (issue,) = fake_gitlab.projects[42]["issues"]
+    assert report["issue"]["action"] == "opened" and report["issue"]["iid"] == issue["iid"]
+    assert f"-/pipelines/{pipeline['id']}" in issue["description"]  # the issue names the retrain
     md = (workdir / "out/monitor/drift.md").read_text()
-    assert "triggered" in md and "**drift**" in md
+    assert "triggered" in md and "**drift**" in md and issue["web_url"] in md
+
+
+def test_drift_opens_an_issue_without_retraining_by_default(apps, model_dir, fake_gitlab, capsys, workdir,
+                                                           monkeypatch):
+    fake_gitlab.add_token("glpat-dev", scopes=["api"], role="developer")
+    monkeypatch.setenv("MODELCI_GITLAB_TOKEN", "glpat-dev")
+    code, report, err = _run(capsys, "--production-url", apps["shifted"], "--model", str(model_dir),
+                             "--config", _config(workdir))
+    assert code == 0, err
+    assert report["status"] == "drift" and report["on_drift"] == ["issue"] and report["trigger"] is None
+    assert _pipeline_calls(fake_gitlab) == []
+    (issue,) = fake_gitlab.projects[42]["issues"]
+    assert issue["labels"] == ["modelci::drift"] and issue["title"] == "Input drift: fruit in production"
+    desc = issue["description"]
+    assert "| `size` | numeric |" in desc and "**drift**" in desc
+    (upload,) = fake_gitlab.uploads  # the histograms of the drifted features, embedded in the issue
+    assert upload["sha256"] and "/uploads/" in desc and "drift.png" in desc
+    assert (workdir / "out/monitor/drift.png").exists()
+    assert f"{fake_gitlab.url}/group/project/-/environments?search=production" in desc
+    assert f"Model version fruit 1.2.0: {apps['shifted']}/lineage" in desc
+    assert "Trained from commit: " in desc and "/-/commit/0123456789abcdef" in desc
+    saved = json.loads((workdir / "out/monitor/drift.json").read_text())
+    assert saved["issue"] == report["issue"] and saved["issue"]["action"] == "opened"
+
+    # a second drifted check updates the same issue; a clean one (same model) closes it
+    code, again, err = _run(capsys, "--production-url", apps["shifted"], "--model", str(model_dir))
+    assert code == 0, err
+    assert again["issue"]["action"] == "updated" and again["issue"]["iid"] == issue["iid"]
+    code, clean, err = _run(capsys, "--production-url", apps["same"], "--model", str(model_dir))
+    assert code == 0, err
+    assert clean["status"] == "ok" and clean["issue"]["action"] == "closed"
+    assert [i["state"] for i in fake_gitlab.projects[42]["issues"]] == ["closed"]
+    assert _pipeline_calls(fake_gitlab) == []
+
+
+def test_an_unknown_or_repeated_on_drift_value_is_refused(apps, model_dir, capsys, workdir):
+    code, _, err = _run(capsys, "--production-url", apps["same"], "--model", str(model_dir),
+                        "--config", _config(workdir, ["issue", "page"]))
+    assert code == 1 and "monitor.on_drift[1]: 'page' is not valid; use one of issue, retrain" in err
+    code, _, err = _run(capsys, "--production-url", apps["same"], "--model", str(model_dir),
+                        "--config", _config(workdir, ["retrain", "retrain"]))
+    assert code == 1 and "monitor.on_drift: ['retrain', 'retrain'] lists a value twice" in err
 
 
 def test_no_trigger_and_ks_method_from_config(apps, model_dir, fake_gitlab, capsys, workdir):
     cfg = workdir / "modelci.yml"
     cfg.write_text("model: {name: fruit}\ndata: {files: [d.csv]}\ntarget: label\n"
                    "features: {numeric: [size, weight], categorical: [colour]}\n"
-                   "monitor: {method: ks, drift_threshold: 0.15}\n")
+                   "monitor: {method: ks, drift_threshold: 0.15, on_drift: [issue, retrain]}\n")
     code, report, err = _run(capsys, "--production-url", apps["shifted"], "--model", str(model_dir),
                              "--config", str(cfg), "--no-trigger", "--out", "drift")
     assert code == 0, err
     assert report["status"] == "drift" and report["method"] == "ks" and report["threshold"] == 0.15
     assert "size" in report["drifted_features"]
-    assert fake_gitlab.requests == []
+    assert fake_gitlab.requests == []  # --no-trigger: report only, whatever on_drift lists
+    assert report["on_drift"] == [] and report["issue"] is None
     assert (workdir / "drift/drift.json").exists()
 
 

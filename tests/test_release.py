@@ -78,3 +78,54 @@ def test_release_pushes_the_tools_image_with_alias_tags(tmp_path, monkeypatch, r
                              headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
                              ).headers["Docker-Content-Digest"] for t in ("0.1.0", "0.1", "0")}
     assert len(digests) == 1
+
+
+def test_release_jobs_run_through_gitlab_ci_local_up_to_the_cli(tmp_path):
+    """The semver-tag pipeline's release jobs, as gitlab-ci-local runs them (shell executor, loopback
+    addresses only): release:tools-image calls tools/release.py (with --dry-run: no image is built
+    or pushed), which checks the versions and writes out/release-notes.md; release:notes hands that
+    file to GitLab's release through the `release:` keyword, which needs glab, absent here. The
+    only change to .gitlab-ci.yml: the jobs' docker:dind service is dropped (services need a bridge
+    network and an image pulled from Docker Hub, neither allowed on these machines)."""
+    import localci
+    import yaml
+
+    repo = localci.make_project(tmp_path / "proj")
+    ci = yaml.safe_load((repo / ".gitlab-ci.yml").read_text())
+    jobs = {name: job for name, job in ci.items() if name.startswith("release:")}
+    assert set(jobs) == {"release:tools-image", "release:notes"}
+    assert jobs["release:tools-image"]["script"] == [
+        'python3 tools/release.py --version "$CI_COMMIT_TAG" --image "$CI_REGISTRY_IMAGE/tools" $RELEASE_FLAGS']
+    assert jobs["release:notes"]["image"].startswith("registry.gitlab.com/gitlab-org/cli:")
+    assert jobs["release:notes"]["release"] == {"tag_name": "$CI_COMMIT_TAG", "description": "out/release-notes.md"}
+    assert jobs["release:notes"]["needs"] == ["release:tools-image"]
+    for job in jobs.values():
+        job.pop("services", None)
+    (repo / ".gitlab-ci-release.yml").write_text(yaml.safe_dump(ci, sort_keys=False))
+    localci.commit(repo, "release under test")
+    localci.git(repo, "tag", "0.1.0")
+    localci.git(repo, "checkout", "-q", "--detach", "0.1.0")
+
+    gitlab = localci.LocalGitLab(localci.Registry(9, tmp_path / "noregistry"))  # never started: no push
+    result = localci._gitlab_ci_local(
+        repo, gitlab, ["--shell-isolation", "--force-shell-executor"], project_path="mlops/wine",
+        jobs=["release:tools-image", "release:notes"], extra_args=["--file", ".gitlab-ci-release.yml"],
+        variables={"CI_COMMIT_TAG": "0.1.0", "CI_COMMIT_REF_NAME": "0.1.0", "RELEASE_FLAGS": "--dry-run"},
+        timeout=300)
+    out = result.output
+    assert result.jobs.get("release:tools-image") == "passed", out
+    assert 'python3 tools/release.py --version "$CI_COMMIT_TAG" --image "$CI_REGISTRY_IMAGE/tools" $RELEASE_FLAGS' \
+        in out
+    assert '"dry_run": true' in out and '"0.1.0",' in out and '"0.1",' in out
+    assert '"image": "127.0.0.1:9/mlops/wine/tools"' in out  # the loopback registry, never contacted
+    notes = (repo / "out" / "release-notes.md").read_text().strip()  # the job's artifact, copied back
+    assert notes and notes in (repo / "CHANGELOG.md").read_text()
+    # release:notes got the file through `needs` and ran its script; gitlab-ci-local stops there: the
+    # `release:` keyword (glab, in GitLab's CLI image) is GitLab's step, kept as written
+    assert result.jobs.get("release:notes") == "passed", out
+    assert "releasing 0.1.0" in out
+    (handed,) = (repo / ".gitlab-ci-local" / "builds").glob("*notes/out/release-notes.md")
+    assert handed.read_text().strip() == notes
+    expanded = yaml.safe_load((repo / ".gitlab-ci-local" / "expanded-gitlab-ci.yml").read_text())
+    assert expanded["release:notes"]["release"] == {"tag_name": "$CI_COMMIT_TAG",
+                                                    "description": "out/release-notes.md"}

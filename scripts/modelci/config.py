@@ -42,6 +42,7 @@ STRIP_ACCENTS = ("unicode", "ascii")
 ANALYZERS = ("word", "char", "char_wb")
 SEARCH_METHODS = ("grid", "random")
 DRIFT_METHODS = ("psi", "ks")
+ON_DRIFT = ("issue", "retrain")  # monitor.on_drift: what a drifted check does (docs/monitoring.md)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -77,6 +78,7 @@ GATE_SCHEMA = ("dict", {
 MONITOR_SCHEMA = ("dict", {
     "drift_threshold": (("float", 0.0, None), OMIT),
     "method": (("str", DRIFT_METHODS), OMIT),
+    "on_drift": (("list", ("str", ON_DRIFT)), ["issue"]),
 }, False)
 
 SCHEMA = ("dict", {
@@ -307,6 +309,9 @@ def validate_config(raw: Any, source: str, base_dir: str | os.PathLike[str]) -> 
         raise fail(exc.path, exc.msg) from None
 
     # normalisations
+    on_drift = cfg["monitor"].get("on_drift") or []
+    if len(set(on_drift)) != len(on_drift):
+        raise fail("monitor.on_drift", f"{on_drift} lists a value twice; list each of {', '.join(ON_DRIFT)} once")
     if isinstance(cfg["data"]["files"], str):
         cfg["data"]["files"] = [cfg["data"]["files"]]
     if not cfg["data"]["files"]:

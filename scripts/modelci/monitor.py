@@ -242,7 +242,7 @@ def build_report(*, production_url: str, lineage: dict[str, Any] | None, live: d
                       "sha256": (lineage or {}).get("sha256") or model.get("sha256")},
             "training_stats": {"source": stats_source, "sha256": stats_sha256},
             "method": method, "threshold": threshold, "min_rows": min_rows,
-            "features": features, "trigger": None}
+            "features": features, "trigger": None, "issue": None}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -270,9 +270,13 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"Retraining pipeline triggered: [#{trig.get('id')}]({trig.get('web_url')}) on "
                      f"`{trig.get('ref')}` (an API pipeline: its jobs retrain without reusing a cached model).")
     elif report["drift"]:
-        lines.append("Drift found; no retraining pipeline was triggered (--no-trigger).")
+        lines.append("Drift found; no retraining pipeline was started (the config's monitor.on_drift does not "
+                     "list retrain, or --no-trigger).")
     else:
         lines.append("No feature drifted beyond the threshold.")
+    issue = report.get("issue") or {}
+    if issue.get("web_url"):
+        lines.append(f"Drift issue #{issue.get('iid')} {issue.get('action')}: {issue['web_url']}")
     return "\n".join(lines) + "\n"
 
 

@@ -25,7 +25,11 @@ and response shapes of GitLab's REST API documentation:
   GET  POST /projects/:id/variables, GET PUT DELETE /projects/:id/variables/:key
   GET  POST /projects/:id/pipeline_schedules, GET PUT DELETE /projects/:id/pipeline_schedules/:id
   POST /projects/:id/pipeline_schedules/:id/variables, PUT DELETE .../variables/:key
-  POST /projects/:id/pipeline                                   (create a pipeline, with variables)
+  POST /projects/:id/pipeline                                   (create a pipeline, with variables:
+                                                                 ci_pipeline_variables_minimum_override_role)
+  GET  POST /projects/:id/issues                                (state/labels filters, pagination)
+  GET  PUT /projects/:id/issues/:issue_iid                      (edit; state_event close|reopen)
+  GET  POST /projects/:id/issues/:issue_iid/notes
 
 Strictness: 401 for a missing or unknown token (PRIVATE-TOKEN, JOB-TOKEN or Authorization: Bearer);
 a job token only works on the package endpoints (as on GitLab); 403 insufficient_scope when the
@@ -72,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--token", action="append", default=[], help="personal/project token with api scope")
     ap.add_argument("--read-token", action="append", default=[], help="token with read_api scope only")
+    ap.add_argument("--developer-token", action="append", default=[],
+                    help="token with api scope of a Developer (below the pipeline-variable minimum role)")
     ap.add_argument("--job-token", action="append", default=[], help="CI job token")
     ap.add_argument("--project", action="append", default=[], help="ID:group/path (default 42:group/project)")
     ap.add_argument("--mr", action="append", type=int, default=[], help="merge request iid (all projects)")
@@ -87,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     tokens: dict[str, dict[str, Any]] = {}
     for t in args.token:
         tokens[t] = {"kind": "private", "scopes": ["api"], "role": "maintainer"}
+    for t in args.developer_token:
+        tokens[t] = {"kind": "private", "scopes": ["api"], "role": "developer"}
     for t in args.read_token:
         tokens[t] = {"kind": "private", "scopes": ["read_api"], "role": "maintainer"}
     for t in args.job_token:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import Area
 from .environments import Environments
+from .issues import Issues
 from .notes import Notes
 from .packages import Packages
 from .pipelines import Pipelines
@@ -23,4 +24,5 @@ AREAS: list[type[Area]] = [
     Variables,
     Schedules,
     Pipelines,
+    Issues,
 ]

@@ -1,11 +1,17 @@
-"""Pipelines API: create a pipeline (with variables), as the drift monitor does."""
+"""Pipelines API: create a pipeline (with variables), as the drift monitor does.
+
+Pipeline variables obey the project's `ci_pipeline_variables_minimum_override_role` (developer,
+maintainer, owner or no_one_allowed; "maintainer" here, as GitLab projects that restrict them): a
+token below it that sends variables gets GitLab's 400 "Insufficient permissions to set pipeline
+variables" (a pipeline-creation validation error, rendered like the others); without variables the
+pipeline is created."""
 from __future__ import annotations
 
 import hashlib
 from typing import Any
 
 from .base import Area, Route
-from .http import HTTPError, Request
+from .http import ROLES, WRITE, HTTPError, Request
 from .http import now as _now
 
 
@@ -19,13 +25,15 @@ class Pipelines(Area):
         ]
 
     def project_state(self) -> dict[str, Any]:
-        return {"pipelines": []}
+        return {"pipelines": [], "ci_pipeline_variables_minimum_override_role": "maintainer"}
 
     def dump_project(self, project: dict[str, Any]) -> dict[str, Any]:
-        return {"pipelines": project["pipelines"]}
+        return {"pipelines": project["pipelines"],
+                "ci_pipeline_variables_minimum_override_role": project["ci_pipeline_variables_minimum_override_role"]}
 
     def create_pipeline(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
-        project = self.fake.admin(req, entry, pid, role="developer")
+        auth = self.fake.auth(req, entry, WRITE, min_role="developer")
+        project = self.fake.find_project(pid, auth)
         body = req.json()
         ref = body.get("ref")
         if not ref:
@@ -35,6 +43,10 @@ class Pipelines(Area):
         variables = body.get("variables") or []
         if not isinstance(variables, list) or not all(isinstance(v, dict) and v.get("key") for v in variables):
             raise HTTPError(400, {"error": "variables is invalid"})
+        minimum = project["ci_pipeline_variables_minimum_override_role"]
+        if variables and (minimum == "no_one_allowed" or
+                          ROLES.get(auth.get("role", "maintainer"), 0) < ROLES[minimum]):
+            raise HTTPError(400, {"message": {"base": ["Insufficient permissions to set pipeline variables"]}})
         now = _now()
         pid_ = self.fake.next_id()
         pipeline = {"id": pid_, "iid": len(project["pipelines"]) + 1, "project_id": project["id"],

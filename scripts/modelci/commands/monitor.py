@@ -1,20 +1,25 @@
-"""`modelci monitor`: compare production's live inputs with the training data; retrain on drift.
+"""`modelci monitor`: compare production's live inputs with the training data; act on drift.
 
   modelci monitor --production-url URL [--model DIR | --run-record run.json] [--out out/monitor]
-                  [--config model/modelci.yml] [--method psi|ks] [--threshold X] [--no-trigger]
+                  [--config model/modelci.yml] [--method psi|ks] [--threshold X]
+                  [--environment production] [--no-trigger]
 
 Reads production's /metrics (per-feature input histograms and category counts, app/metrics.py) and
 /lineage, and the served model's training statistics (`feature_stats`): from --model (a model
 directory) or --run-record, else from the champion image (the version production serves, pulled
 from MODELCI_IMAGE_REPO). The statistics must belong to the model production serves (sha256).
-Compares per feature (PSI by default; see modelci.monitor), writes drift.json and drift.md to --out
-and, when a feature drifts beyond `monitor.drift_threshold` of the config, starts a retraining
-pipeline on the default branch through the API (variables FORCE_RETRAIN=true and
-MODELCI_DRIFT_RETRAIN=true; needs MODELCI_GITLAB_TOKEN with the `api` scope and Developer role).
+Compares per feature (PSI by default; see modelci.monitor) and writes drift.json and drift.md to --out.
+Then does what the config's `monitor.on_drift` lists (default [issue]; docs/monitoring.md):
+  issue    open or update one GitLab issue per model and environment (label modelci::drift, the
+           drift table and plot, links to the environment and the model version); a clean check
+           closes it
+  retrain  start a retraining pipeline on the default branch through the API, without variables
+Both need MODELCI_GITLAB_TOKEN with the `api` scope (Reporter role for issues, Developer to start
+a pipeline). --no-trigger makes the check report-only (no issue, no pipeline).
 
-Exit status: 0 and "status": "ok" without drift; 0 and "status": "triggered" when drift started a
-retraining pipeline ("drift" with --no-trigger; "insufficient-data" when production saw too few
-values to judge); 1 on any error (production unreachable, statistics of another model, API failure).
+Exit status: 0 and "status": "ok" without drift; 0 and "drift" on drift ("triggered" when a
+retraining pipeline was started; "insufficient-data" when production saw too few values to judge);
+1 on any error (production unreachable, statistics of another model, API failure).
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from ..steps import monitor as step
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("monitor", help="compare production's inputs with the training data; "
-                                              "trigger a retrain on drift",
+                                              "open a drift issue (and retrain) on drift",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--production-url",
                    help="production base URL serving /metrics and /lineage [MODELCI_PRODUCTION_URL]")
@@ -48,8 +53,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--min-rows", type=int,
                    help="live values a feature needs before it can drift [MODELCI_MONITOR_MIN_ROWS, 100]")
     p.add_argument("--out", help="report directory (drift.json, drift.md) [MODELCI_MONITOR_OUT, out/monitor]")
+    p.add_argument("--environment", help="environment the monitor watches, named by the drift issue "
+                                         "[MODELCI_MONITOR_ENVIRONMENT, production]")
     p.add_argument("--no-trigger", dest="trigger", action="store_const", const=False, default=None,
-                   help="report drift without starting a retraining pipeline [MODELCI_MONITOR_TRIGGER=false]")
+                   help="report only: no drift issue, no retraining pipeline (deprecated: "
+                        "MODELCI_MONITOR_TRIGGER=false)")
     p.add_argument("--ref", help="branch of the retraining pipeline [CI_DEFAULT_BRANCH, else the project's "
                                  "default]")
     p.set_defaults(func=run)

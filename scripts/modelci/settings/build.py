@@ -23,6 +23,10 @@ BUILD_DOTENV = var("MODELCI_BUILD_DOTENV", "Dotenv report the build job writes f
                    "out/build.env", kind="path", used_by=("build",))
 IMAGE_DIGEST = var("MODELCI_IMAGE_DIGEST", "Written by the build job's dotenv report: the pushed image's "
                    "digest (sha256:...).", used_by=("build",))
+IDENTICAL_TO_PRODUCTION = var("MODELCI_IDENTICAL_TO_PRODUCTION", "Written (true) by the build job's dotenv "
+                              "report when the trained model is identical to production's: nothing was built, "
+                              "and the deploy jobs exit 0 without deploying.", "false", kind="bool",
+                              used_by=("build", "deploy"))
 
 
 @dataclass(frozen=True)

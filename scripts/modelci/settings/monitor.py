@@ -4,14 +4,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from .. import log
 from . import env, pick, pick_bool, pick_int, raw, var
 from .common import CONFIG, IMAGE_REPO, PRODUCTION_URL
 
 MONITOR = var("MODELCI_MONITOR", "Set to true on the pipeline schedule `modelci setup` creates: the monitor "
               "component's job runs only in that schedule.", "false", kind="bool",
               used_by=("setup", "templates"))
-DRIFT_RETRAIN = var("MODELCI_DRIFT_RETRAIN", "Set to true (with FORCE_RETRAIN=true) on the retraining "
-                    "pipeline the monitor starts when it finds drift.", "false", kind="bool",
+DRIFT_RETRAIN = var("MODELCI_DRIFT_RETRAIN", "No longer set by the monitor (its retraining pipeline has no "
+                    "variables: an API pipeline on the default branch retrains); accepted for old schedules.",
+                    "false", kind="bool",
                     used_by=("monitor", "templates"))
 MONITOR_MODEL = var("MODELCI_MONITOR_MODEL", "Model directory whose model.json holds the training "
                     "statistics (default: the champion's, fetched from MODELCI_IMAGE_REPO).", kind="path",
@@ -22,8 +24,11 @@ MONITOR_MIN_ROWS = var("MODELCI_MONITOR_MIN_ROWS", "Live values a feature needs 
                        kind="int", used_by=("monitor",))
 MONITOR_OUT = var("MODELCI_MONITOR_OUT", "Directory of the drift report (drift.json, drift.md).",
                   "out/monitor", kind="path", used_by=("monitor",))
-MONITOR_TRIGGER = var("MODELCI_MONITOR_TRIGGER", "Start a retraining pipeline when drift is found (needs "
-                      "MODELCI_GITLAB_TOKEN with the api scope).", "true", kind="bool", used_by=("monitor",))
+MONITOR_TRIGGER = var("MODELCI_MONITOR_TRIGGER", "Deprecated: list `retrain` in the config's monitor.on_drift "
+                      "instead. Still read: false makes the check report-only, like --no-trigger (no drift issue, "
+                      "no retraining pipeline).", "true", kind="bool", used_by=("monitor",))
+MONITOR_ENVIRONMENT = var("MODELCI_MONITOR_ENVIRONMENT", "Name of the environment the monitor watches (the drift "
+                          "issue names it and links to it).", "production", used_by=("monitor",))
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,9 @@ class MonitorSettings:
     threshold: float | None
     min_rows: int
     out: str
-    trigger: bool
+    trigger: bool               # False (--no-trigger): report only: no drift issue, no retraining pipeline
     ref: str | None
+    environment: str = "production"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> MonitorSettings:
@@ -50,6 +56,14 @@ class MonitorSettings:
                    method=args.method, threshold=args.threshold,
                    min_rows=pick_int(args.min_rows, MONITOR_MIN_ROWS.name) or 0,
                    out=pick(args.out, MONITOR_OUT.name) or "out/monitor",
-                   trigger=pick_bool(args.trigger, MONITOR_TRIGGER.name),
-                   ref=args.ref or env("CI_DEFAULT_BRANCH"))
+                   trigger=_trigger(args.trigger),
+                   ref=args.ref or env("CI_DEFAULT_BRANCH"),
+                   environment=pick(getattr(args, "environment", None), MONITOR_ENVIRONMENT.name) or "production")
+
+
+def _trigger(flag: bool | None) -> bool:
+    if flag is None and raw(MONITOR_TRIGGER.name) is not None:
+        log.warn(f"{MONITOR_TRIGGER.name} is deprecated: list what a drifted check does in the config's "
+                 f"monitor.on_drift ([issue] or [issue, retrain]); --no-trigger makes a check report-only")
+    return pick_bool(flag, MONITOR_TRIGGER.name)
 

@@ -4,6 +4,12 @@ The model comes from this pipeline's training job (the candidate, which needs a 
 or, when the pipeline did not train (an app/Dockerfile-only change), from the champion's image: the
 same model, a new patch version (docs/design.md#versions-images-digests). The build context is the
 Dockerfile, app/ and artifact/ (the model, copied last so that a model-only change rebuilds one layer).
+
+A trained model identical to the one production serves (same model sha256; or, when training is not
+byte-stable, the same reuse key) is not built: the step exits 0 with "identical to production" and
+writes only MODELCI_IDENTICAL_TO_PRODUCTION=true (with production's version and sha256) to its
+dotenv, so no image is pushed, no version minted, nothing written to the model registry, and the
+deploy jobs skip (docs/monitoring.md#a-retrain-that-changes-nothing).
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -37,6 +44,42 @@ def _model_identity(config_path: str) -> tuple[str, int]:
     return str(model.get("name") or "model"), major
 
 
+def identical_to_production(s: BuildSettings, repo: ImageRepo) -> dict[str, Any] | None:
+    """The result of a build that has nothing to do, or None. Compares the trained model with what
+    production serves (its /lineage): the model sha256, else, when the training run says it is not
+    byte-stable (run.json model.deterministic false), the champion's reuse key."""
+    model_dir = Path(s.model)
+    if not s.production_url or not (model_dir / artifact.META_FILE).exists():
+        return None
+    prod = champion.lineage(s.production_url)
+    if not prod:
+        return None
+    meta = artifact.verify_model(model_dir)
+    how = None
+    if prod.get("sha256") == meta["sha256"]:
+        how = "same model sha256"
+    else:
+        record = model_dir.parent / "run.json"
+        run = json.loads(record.read_text()) if record.exists() else {}
+        stable = (run.get("model") or {}).get("deterministic", True)
+        if not stable and meta.get("reuse_key"):
+            with tempfile.TemporaryDirectory(prefix="modelci-champion-") as tmp:
+                found = champion.fetch(s.production_url, repo, Path(tmp) / "champion")
+                theirs = artifact.read_meta(found["dir"]).get("reuse_key") if found else None
+            if theirs == meta["reuse_key"]:
+                how = "same reuse key (training is not byte-stable)"
+    if how is None:
+        return None
+    version = str(prod.get("model_version"))
+    log.info(f"identical to production: {how} as {prod.get('name')} {version} at {s.production_url}; "
+             f"nothing built, pushed or registered")
+    dockerutil.write_dotenv(s.dotenv, {"MODELCI_IDENTICAL_TO_PRODUCTION": "true",
+                                       "MODELCI_MODEL_VERSION": version, "MODELCI_MODEL_SHA256": meta["sha256"]})
+    return {"status": "identical to production", "identical_to_production": True, "reason": how,
+            "model_name": prod.get("name"), "model_version": version, "model_sha256": meta["sha256"],
+            "production_url": s.production_url, "image": None, "tags": [], "model_registry": None}
+
+
 def run(s: BuildSettings) -> Result:
     t0 = time.time()
     if not s.image:
@@ -53,6 +96,9 @@ def run(s: BuildSettings) -> Result:
         if not (context / needed).exists():
             raise ModelCIError(f"{context / needed}: missing from the build context; set --context to the "
                                "directory holding the serving Dockerfile and app/")
+    same = identical_to_production(s, repo)
+    if same is not None:
+        return Result(same)
     c = dockerutil.client()
     auth = dockerutil.login(c, repo.registry)
     user, password = dockerutil.registry_credentials()

@@ -1,18 +1,22 @@
-"""The monitor step: compare production's live inputs with the training data; retrain on drift.
+"""The monitor step: compare production's live inputs with the training data; tell people on drift.
 
 Reads production's /metrics (per-feature input histograms and category counts, app/metrics.py) and
 /lineage, and the served model's training statistics (`feature_stats`) from a model directory, a run
 record, or the champion image. The statistics must belong to the model production serves (sha256).
-Compares per feature (modelci.monitor), writes drift.json and drift.md and, on drift, starts a
-retraining pipeline on the default branch through the API (FORCE_RETRAIN=true, MODELCI_DRIFT_RETRAIN=true).
+Compares per feature (modelci.monitor) and writes drift.json and drift.md. Then, as the config's
+`monitor.on_drift` asks (default `[issue]`; docs/monitoring.md): `issue` opens or updates one GitLab
+issue per model and environment on drift and closes it on a clean check (modelci.drift_issue);
+`retrain` starts a retraining pipeline on the default branch through the API, without variables.
+`trigger=False` (--no-trigger) makes the check report-only.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from .. import artifact, champion, gitlab_api, log
+from .. import artifact, champion, drift_issue, gitlab_api, log
 from .. import monitor as mon
+from .. import report as report_mod
 from ..config import load_config
 from ..errors import ModelCIError
 from ..oci import ImageRepo
@@ -22,7 +26,7 @@ from . import Result
 METHODS = sorted(mon.DEFAULT_THRESHOLDS)  # drift statistics: psi, ks
 
 
-def _policy(s: MonitorSettings) -> tuple[str, float]:
+def _policy(s: MonitorSettings) -> tuple[str, float, list[str]]:
     section: dict[str, Any] = {}
     path = s.config
     if path or Path("model/modelci.yml").exists():
@@ -33,7 +37,7 @@ def _policy(s: MonitorSettings) -> tuple[str, float]:
         threshold = mon.DEFAULT_THRESHOLDS[method]
     if threshold < 0:
         raise ModelCIError(f"--threshold {threshold}: must be 0 or more")
-    return method, float(threshold)
+    return method, float(threshold), list(section.get("on_drift") or ["issue"])
 
 
 def _training_stats(s: MonitorSettings, lineage: dict[str, Any] | None) -> tuple[dict[str, Any], str, str | None]:
@@ -79,7 +83,7 @@ def run(s: MonitorSettings) -> Result:
                            "(the modelci serving app's base URL)")
     if s.min_rows < 0:
         raise ModelCIError("--min-rows: must be 0 or more")
-    method, threshold = _policy(s)
+    method, threshold, on_drift = _policy(s)
     out = Path(s.out)
     with log.section("modelci_monitor", "drift check"):
         text, lineage = mon.scrape(s.production_url)
@@ -96,16 +100,38 @@ def run(s: MonitorSettings) -> Result:
         for f in features:
             stat = "-" if f["statistic"] is None else f"{f['statistic']:.4f}"
             log.info(f"monitor: {f['feature']:<24} {f['kind']:<11} {method} {stat:>8}  {f['status']}")
+        report["on_drift"] = on_drift if s.trigger else []
+        report["commit"] = (lineage or {}).get("commit")
         _write(out, report)
         if report["drift"]:
             log.warn(f"monitor: drift in {', '.join(report['drifted_features'])} (threshold {threshold})")
-            if s.trigger:
-                client = gitlab_api.from_env(scope=gitlab_api.SCOPE_API)
-                report["trigger"] = mon.trigger_retrain(client, s.ref)
-                report["status"] = "triggered"
-                _write(out, report)
-            else:
-                log.info("monitor: --no-trigger: no retraining pipeline started")
+        elif report["status"] == "ok":
+            log.info("monitor: ok: no feature beyond the threshold")
+        if not s.trigger:
+            log.info("monitor: --no-trigger: report only (no drift issue, no retraining pipeline)")
         else:
-            log.info(f"monitor: {report['status']}: no feature beyond the threshold")
+            _act(s, report, out)
     return Result(report)
+
+
+def _act(s: MonitorSettings, report: dict[str, Any], out: Path) -> None:
+    """What the config's monitor.on_drift asks for: the drift issue, the retraining pipeline."""
+    wants_issue, wants_retrain = "issue" in report["on_drift"], "retrain" in report["on_drift"]
+    if report["status"] == "insufficient-data" or not (wants_issue or (wants_retrain and report["drift"])):
+        return
+    client = gitlab_api.from_env(scope=gitlab_api.SCOPE_API)
+    if report["drift"] and wants_retrain:
+        report["trigger"] = mon.trigger_retrain(client, s.ref)
+        report["status"] = "triggered"
+    elif report["drift"]:
+        log.info("monitor: monitor.on_drift does not list retrain: no retraining pipeline started")
+    if wants_issue:
+        body = mon.markdown(report)
+        links: dict[str, str] = {}
+        if report["drift"]:
+            plot = drift_issue.plot_png(report, out / "drift.png")
+            if plot:
+                body += "\n" + report_mod.upload_image(client, plot) + "\n"
+            links = drift_issue.links(client, report, s.environment)
+        report["issue"] = drift_issue.sync(client, report, environment=s.environment, links=links, body=body)
+    _write(out, report)

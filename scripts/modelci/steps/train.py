@@ -34,6 +34,7 @@ from ..runrecord import (
     platform_info,
     reuse_key,
 )
+from ..settings import env
 from ..settings.train import TrainSettings
 from ..training import entry_point_file, train
 from . import Result
@@ -43,8 +44,19 @@ OUTPUTS = ("model", "run.json", "metrics.json")
 
 def run(settings: TrainSettings) -> Result:
     config = load_config(settings.config)
-    return Result(train_to(config, settings.out, cache_dir=settings.cache_dir, force=settings.force,
+    force = settings.force or api_retrain()
+    return Result(train_to(config, settings.out, cache_dir=settings.cache_dir, force=force,
                            pipeline_id=settings.pipeline_id, job_id=settings.job_id))
+
+
+def api_retrain() -> bool:
+    """A pipeline created through the API on the default branch is a retrain (the drift monitor starts
+    one without variables, docs/monitoring.md): it must not reuse a cached model, like FORCE_RETRAIN."""
+    source, branch = env("CI_PIPELINE_SOURCE"), env("CI_COMMIT_BRANCH")
+    if source == "api" and branch and branch == env("CI_DEFAULT_BRANCH"):
+        log.info(f"an API pipeline on the default branch {branch}: a retrain, the cache is not reused")
+        return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -254,7 +266,8 @@ def _train_into(config: dict[str, Any], tmp: Path, libraries: dict[str, str], au
                   "deterministic": not config.get("entry_point")},
         "libraries": libraries, "platform": platform_info(),
         "durations": {k: round(v, 4) for k, v in durations.items()},
-        "reuse_key": key, "warnings": result.warnings,
+        # the record of the run that trained the model (a reused copy keeps it byte for byte)
+        "reuse_key": key, "reused": False, "warnings": result.warnings,
     }
     write_json_atomic(tmp / "run.json", to_native(record))
     return record
