@@ -11,7 +11,7 @@ import pytest
 from sklearn import metrics as skm
 
 from modelci import artifact, cli, gate
-from modelci.commands import gate as gate_cmd
+from modelci.steps import gate as gate_cmd
 from modelci.errors import ModelCIError
 
 
