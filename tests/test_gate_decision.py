@@ -101,6 +101,8 @@ def test_dropped_resamples_are_counted_and_limited():
     res = gate.evaluate(policy(primary_metric="roc_auc", max_dropped_share=0.2), "classification", y,
                         proba_a.argmax(1), proba_b.argmax(1), **kw)
     assert 0 < res["primary"]["dropped"] < 200
+    deltas = {m["metric"]: m for m in res["metric_deltas"]}  # other metrics: from the predictions
+    assert "accuracy" in deltas and "roc_auc" not in deltas and deltas["accuracy"]["lo"] is not None
     assert "dropped" in gate.summary_markdown(gate.public_result(res))
     with pytest.raises(ModelCIError, match="max_dropped_share = 0"):
         gate.evaluate(policy(primary_metric="roc_auc", max_dropped_share=0.0), "classification", y,
@@ -275,8 +277,11 @@ def test_plot_shows_deltas(tmp_path):
     res = gate.evaluate(pol, "classification", y, cand, champ, slices=slice_inputs(X, pol))
     from modelci.gate.evidence import _forest_rows
 
-    labels = [r[0] for r in _forest_rows(res)]
-    assert labels[0] == "accuracy (primary)" and "class 1 (recall)" in labels and "channel=shop (n=200)" in labels
+    rows = {r[0]: r for r in _forest_rows(res)}
+    assert list(rows)[0] == "accuracy (primary)" and "class 1 (recall)" in rows and "channel=shop (n=200)" in rows
+    label, d, lo, hi = rows["f1_macro"]  # every metric's delta has its interval from the same resamples
+    assert lo is not None and lo <= d <= hi
+    assert all(r[2] is not None for r in rows.values())
     assert gate.plot_png(res, tmp_path / "g.png", "classification")
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
 

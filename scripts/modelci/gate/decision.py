@@ -244,6 +244,7 @@ def evaluate(policy: dict[str, Any], task: str, y_true: Any, candidate_pred: Any
     per_class_metric = registry.REGISTRY[metric].per_class if task == "classification" else None
     diffs = None
     per_class_deltas: list[dict[str, Any]] = []
+    metric_deltas: list[dict[str, Any]] = []
     if champion_pred is None:
         primary: dict[str, Any] = {"metric": metric, "higher_is_better": registry.REGISTRY[metric].higher_is_better,
                                    "candidate": cand_metrics[metric], "champion": None, "diff": None,
@@ -256,15 +257,22 @@ def evaluate(policy: dict[str, Any], task: str, y_true: Any, candidate_pred: Any
         boot = policy["bootstrap"]
         common = {"samples": boot["samples"], "confidence": boot["confidence"], "seed": boot["seed"],
                   "classes": classes, "max_dropped_share": policy["max_dropped_share"]}
+        shown = [m for m in (display or cand_metrics) if champ_metrics and m in champ_metrics]
         primary = paired_bootstrap(task, metric, y, candidate_pred, champion_pred, candidate_proba=candidate_proba,
                                    champion_proba=champion_proba, per_class=None if proba_metric else per_class_metric,
-                                   **common)
+                                   also=shown, **common)
         diffs = primary.pop("diffs")
-        if per_class_metric and proba_metric:  # per-class deltas come from the predictions
-            per_class_deltas = paired_bootstrap(task, "accuracy", y, candidate_pred, champion_pred, strict=False,
-                                                per_class=per_class_metric, **common).get("per_class", [])
+        if proba_metric:  # per-class deltas and the other metrics come from the predictions
+            extra = paired_bootstrap(task, "accuracy", y, candidate_pred, champion_pred, strict=False,
+                                     per_class=per_class_metric, also=[*shown, "accuracy"], **common)
+            per_class_deltas = extra.get("per_class", [])
+            metric_deltas = [r for r in extra["others"] if r["metric"] != metric]
+            if "accuracy" in shown:
+                metric_deltas.insert(0, {"metric": "accuracy", "improvement": extra["improvement"],
+                                         "lo": extra["lo"], "hi": extra["hi"]})
         else:
             per_class_deltas = primary.pop("per_class", [])
+            metric_deltas = primary.pop("others", [])
         checks.append(_comparison_check(policy, primary))
         comparison = primary["comparison"]
     slice_rows = _slice_results(policy, task, y, candidate_pred, champion_pred, slices, classes,
@@ -289,6 +297,7 @@ def evaluate(policy: dict[str, Any], task: str, y_true: Any, candidate_pred: Any
         "display_metrics": list(dict.fromkeys(shown)),
         "per_class": {"candidate": cand.get("per_class"), "champion": (champ or {}).get("per_class")},
         "per_class_deltas": {"metric": per_class_metric, "classes": per_class_deltas},
+        "metric_deltas": metric_deltas,
         "slices": slice_rows,
         "confusion_matrix": {"labels": cand.get("labels"), "candidate": cand.get("confusion_matrix"),
                              "champion": (champ or {}).get("confusion_matrix")},

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import HIGHER_IS_BETTER
 from .decision import INCONCLUSIVE, NO_CHANGE, PROMOTE, REJECT, VERDICTS
 from .stats import PER_CLASS_METRICS
 
@@ -179,11 +178,9 @@ def _forest_rows(result: dict[str, Any]) -> list[tuple[str, float, float | None,
     p = result["primary"]
     if p.get("improvement") is not None:
         rows.append((f"{p['metric']} (primary)", p["improvement"], p.get("lo"), p.get("hi")))
-    cand, champ = result["metrics"]["candidate"], result["metrics"].get("champion") or {}
-    for name in result.get("display_metrics") or []:
-        if name != p["metric"] and champ.get(name) is not None:
-            sign = 1.0 if HIGHER_IS_BETTER.get(name, True) else -1.0
-            rows.append((name, sign * (cand[name] - champ[name]), None, None))
+    for m in result.get("metric_deltas") or []:
+        if m.get("improvement") is not None:
+            rows.append((m["metric"], m["improvement"], m.get("lo"), m.get("hi")))
     pcd = result.get("per_class_deltas") or {}
     for c in pcd.get("classes") or []:
         if c.get("delta") is not None:

@@ -194,7 +194,8 @@ def paired_bootstrap(task: str, metric: str, y_true: Any, candidate: Any, champi
                      samples: int = 1000, confidence: float = 0.95, seed: int = 0,
                      classes: Sequence[Any] | None = None, candidate_proba: Any = None,
                      champion_proba: Any = None, max_dropped_share: float = 0.1,
-                     per_class: str | None = None, strict: bool = True) -> dict[str, Any]:
+                     per_class: str | None = None, strict: bool = True,
+                     also: Sequence[str] = ()) -> dict[str, Any]:
     """Paired bootstrap of the improvement d on `metric` (positive = candidate better).
     roc_auc needs both models' probabilities with columns in `classes` order.
 
@@ -202,6 +203,8 @@ def paired_bootstrap(task: str, metric: str, y_true: Any, candidate: Any, champi
     Returns point estimates, the percentile interval [lo, hi], the kept d samples and the number of
     dropped resamples; with `per_class` (a per-class metric) also the per-class deltas and intervals.
     `strict=False` (slices) returns lo/hi None instead of raising when the numbers are unusable.
+    `also` names other metrics whose improvement and interval come from the same resamples
+    (`others`; not for roc_auc as the primary metric).
     """
     y = as_array(y_true, "hold-out target", task)
     a = as_array(candidate, "candidate predictions", task)
@@ -220,6 +223,9 @@ def paired_bootstrap(task: str, metric: str, y_true: Any, candidate: Any, champi
     rng = np.random.default_rng(seed)
     chunk = max(1, min(samples, 2_000_000 // max(n, 1)))
     diffs = np.empty(samples)
+    others = [m for m in dict.fromkeys(also) if m != metric and m in table and registry.REGISTRY[m].batch]
+    other_diffs = {m: np.empty(samples) for m in others}
+    other_points: dict[str, float] = {}
     class_diffs: np.ndarray | None = None
     class_points: list[dict[str, Any]] = []
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -244,6 +250,9 @@ def paired_bootstrap(task: str, metric: str, y_true: Any, candidate: Any, champi
             fn = registry.REGISTRY[metric].batch
             sa, sb = CMStats(enc.confusion(ca), enc.declared), CMStats(enc.confusion(cb), enc.declared)
             point_a, point_b = fn(sa)[0], fn(sb)[0]  # type: ignore[misc]
+            for m_ in others:
+                f_ = registry.REGISTRY[m_].batch
+                other_points[m_] = float(f_(sa)[0] - f_(sb)[0])  # type: ignore[misc]
             if per_class:
                 class_diffs = np.empty((samples, enc.k))
                 va, vb = _per_class_values(sa, per_class)[0], _per_class_values(sb, per_class)[0]
@@ -257,17 +266,26 @@ def paired_bootstrap(task: str, metric: str, y_true: Any, candidate: Any, champi
                 stats = [CMStats(np.bincount((code[idx] + offset).ravel(), minlength=m * kk)
                                  .reshape(m, enc.k, enc.k), enc.declared) for code in (ca, cb)]
                 diffs[start:start + m] = sign * (fn(stats[0]) - fn(stats[1]))  # type: ignore[misc]
+                for m_ in others:
+                    f_ = registry.REGISTRY[m_].batch
+                    other_diffs[m_][start:start + m] = f_(stats[0]) - f_(stats[1])  # type: ignore[misc]
                 if class_diffs is not None and per_class:
                     class_diffs[start:start + m] = (_per_class_values(stats[0], per_class)
                                                     - _per_class_values(stats[1], per_class))
         else:
             fn = registry.REGISTRY[metric].batch
             point_a, point_b = fn(y[None], a[None])[0], fn(y[None], b[None])[0]  # type: ignore[misc]
+            for m_ in others:
+                f_ = registry.REGISTRY[m_].batch
+                other_points[m_] = float(f_(y[None], a[None])[0] - f_(y[None], b[None])[0])  # type: ignore[misc]
             for start in range(0, samples, chunk):
                 m = min(chunk, samples - start)
                 idx = rng.integers(0, n, size=(m, n))
-                yy = y[idx]
-                diffs[start:start + m] = sign * (fn(yy, a[idx]) - fn(yy, b[idx]))  # type: ignore[misc]
+                yy, aa, bb = y[idx], a[idx], b[idx]
+                diffs[start:start + m] = sign * (fn(yy, aa) - fn(yy, bb))  # type: ignore[misc]
+                for m_ in others:
+                    f_ = registry.REGISTRY[m_].batch
+                    other_diffs[m_][start:start + m] = f_(yy, aa) - f_(yy, bb)  # type: ignore[misc]
     kept = diffs[np.isfinite(diffs)]
     dropped = samples - len(kept)
     improvement = sign * (point_a - point_b)
@@ -295,6 +313,14 @@ def paired_bootstrap(task: str, metric: str, y_true: Any, candidate: Any, champi
             raise ModelCIError(f"gate: {problem}")
         result["lo"] = result["hi"] = None
         result["problem"] = problem
+    result["others"] = []
+    for m_ in others if other_points else []:
+        sgn = 1.0 if table[m_] else -1.0
+        col = sgn * other_diffs[m_][np.isfinite(other_diffs[m_])]
+        row: dict[str, Any] = {"metric": m_, "improvement": _finite(sgn * other_points[m_]), "lo": None, "hi": None}
+        if len(col) and row["improvement"] is not None:
+            row["lo"], row["hi"] = _interval(col, confidence)
+        result["others"].append(row)
     if class_diffs is not None:
         alpha = 1.0 - confidence
         for i, row in enumerate(class_points):
