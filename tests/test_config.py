@@ -30,7 +30,7 @@ def test_example_config_resolves_with_defaults():
     assert cfg["preprocessing"]["numeric"]["scale"] == "standard"
     assert cfg["preprocessing"]["text"]["strip_accents"] is None  # default filled in
     assert cfg["gate"]["thresholds"]["accuracy"] == {"min": 0.8}
-    assert cfg["monitor"] == {"drift_threshold": 0.2, "method": "psi"}
+    assert cfg["monitor"] == {"drift_threshold": 0.2, "method": "psi", "on_drift": ["issue"]}
     assert Path(cfg["_base_dir"]) == ROOT / "model"
     assert not any(k.startswith("_") for k in public(cfg))
 

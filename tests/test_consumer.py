@@ -23,6 +23,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import localci
@@ -138,8 +139,9 @@ def consumer(tmp_path_factory, registry, base_image, tools_image, git_server, do
         fake_gitlab=state)
     (tmp / "pipeline.log").write_text(res.output)
     print(f"\nconsumer pipeline: {res.seconds:.0f} s, jobs {json.dumps(res.job_seconds)}; log {tmp / 'pipeline.log'}")
-    s = {"repo": repo, "result": res, "image": image, "other_image": other_image, "published": published, "ref": ref, "state": state,
-         "staging": staging_url, "production": production_url, "registry": registry, "snippet": snippet}
+    s = {"repo": repo, "result": res, "image": image, "other_image": other_image, "published": published,
+         "ref": ref, "state": state, "staging": staging_url, "production": production_url, "registry": registry,
+         "snippet": snippet, "gitlab": gitlab, "project_vars": project_vars}
     for env, url in (("staging", staging_url), ("production", production_url)):
         try:
             s[f"lineage_{env}"] = localci.lineage(url)
@@ -263,3 +265,41 @@ def test_include_project_file_form_resolves_the_same_jobs(consumer, git_server, 
     assert as_files == as_components
     assert as_components == {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success",
                              STAGING: "on_success", PROD: "manual", "ml:monitor": "never"}  # schedules only
+
+
+def test_commit_breaking_an_expectation_is_rejected_with_the_case_named(consumer, git_server, tmp_path):
+    """The consumer's config expects "Casinha de bonecas" to be a toy (gate.expectations). A data
+    commit relabels that catalogue row as kitchenware, the retrained model follows it, and the gate
+    rejects the model although its hold-out metrics did not move: the failing case is named in the
+    commit note (fake GitLab) and in the JUnit report; nothing is built, production keeps 1.0.0.
+    Runs on a copy of the consumer repository, so the module's other tests keep their HEAD."""
+    repo = Path(shutil.copytree(consumer["repo"], tmp_path / "consumer",
+                                ignore=shutil.ignore_patterns(".gitlab-ci-local", "out")))
+    csv = repo / "model" / "data" / "produtos.csv"
+    text = csv.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("133,Casinha de bonecas,"))
+    assert row.endswith(",brinquedos")
+    csv.write_text(text.replace(row, row.rsplit(",", 1)[0] + ",casa e cozinha"))
+    head = localci.commit(repo, "data: relabel Casinha de bonecas")
+    state = tmp_path / "gitlab-state.json"
+    res = localci.run_docker_pipeline(
+        repo, consumer["gitlab"], project_path=PROJECT, manual=[PROD], variables=consumer["project_vars"],
+        volumes=["/tmp/modelci-locks:/tmp/modelci-locks"], env={"GIT_SSH_COMMAND": git_server.ssh_command},
+        fake_gitlab=state)
+    (tmp_path / "pipeline.log").write_text(res.output)
+    print(f"\nexpectation pipeline: {res.seconds:.0f} s, jobs {json.dumps(res.job_seconds)}")
+    assert res.jobs.get(TRAIN) == "passed" and res.jobs.get(GATE) == "failed", res.jobs
+    assert res.jobs.get(BUILD) != "passed" and res.jobs.get(STAGING) != "passed", res.jobs
+
+    notes = [n for d in json.loads(state.read_text())["discussions"].get(f"1217@{head}", []) for n in d["notes"]]
+    assert len(notes) == 1, notes
+    body = notes[0]["body"]
+    assert "REJECT" in body and "| expectation casinha de bonecas is a toy | **FAIL** |" in body, body
+    assert "| expectation boneca de pano is a toy | pass |" in body
+
+    junit = sorted((repo / ".gitlab-ci-local" / "artifacts").glob("*gate/out/gate/junit.xml"))
+    assert len(junit) == 1, "the gate job's artifacts should hold one out/gate/junit.xml"
+    failures = ET.parse(junit[0]).getroot().findall(".//testcase[failure]")
+    assert [f.get("name") for f in failures] == ["expectation casinha de bonecas is a toy"]
+    assert "predicted 'casa e cozinha'" in failures[0].find("failure").get("message")
+    assert localci.lineage(consumer["production"])["model_version"] == "1.0.0"

@@ -11,8 +11,8 @@ import pytest
 from sklearn import metrics as skm
 
 from modelci import artifact, cli, gate
-from modelci.commands import gate as gate_cmd
 from modelci.errors import ModelCIError
+from modelci.steps import gate as gate_cmd
 
 
 def policy(task="classification", **gate_cfg):

@@ -9,8 +9,8 @@ import pytest
 
 pytest_plugins = ["gitlab_fake"]  # the fake_gitlab fixture
 from modelci import cli, gate, gitlab_api, report
-from modelci.commands.gate import write_outputs
 from modelci.errors import ModelCIError
+from modelci.steps.gate import write_outputs
 
 COMMIT = "c0ffee" * 6 + "abcd"
 

@@ -73,6 +73,17 @@ GATE_SCHEMA = ("dict", {
     "dry_run": (("bool",), OMIT),
     "bootstrap": (("dict", {"samples": (PINT, OMIT), "confidence": (("float", 0.0, 1.0), OMIT),
                             "seed": (("int", None), OMIT)}, False), OMIT),
+    # issue 13 (docs/gate.md); their finer rules are checked by modelci.gate.policy below
+    "max_interval_width": (("float", 0.0, None), OMIT),
+    "min_holdout_rows": (PINT, OMIT),
+    "promote_inconclusive": (("bool",), OMIT),
+    "max_dropped_share": (("float", 0.0, 1.0), OMIT),
+    "max_slice_regression": (("float", 0.0, None), OMIT),
+    "slices": (("list", ("dict", {"column": (STR, REQUIRED), "bins": (("list", NUM), OMIT),
+                                  "length_bins": (("list", ("int", 0)), OMIT)}, False)), OMIT),
+    "expectations": (("list", ("dict", {"name": (STR, REQUIRED), "input": (("map", ("any",)), OMIT),
+                                        "expect": (("any",), OMIT), "range": (("list", NUM), OMIT),
+                                        "invariant": (("list", ("map", ("any",))), OMIT)}, False)), OMIT),
 }, False)
 
 MONITOR_SCHEMA = ("dict", {
@@ -397,6 +408,9 @@ def validate_config(raw: Any, source: str, base_dir: str | os.PathLike[str]) -> 
         if m not in PER_CLASS_METRICS:
             raise fail(f"gate.per_class_min.{m}", f"unknown per-class metric '{m}'; use "
                                                   f"{', '.join(PER_CLASS_METRICS)}")
+
+    from .gate.policy import normalize_policy  # bins ascending, unique expectation names, ...
+    normalize_policy(gate, cfg["task"], source=source)
 
     cfg["_config_file"] = source
     cfg["_base_dir"] = str(Path(base_dir).resolve())

@@ -42,7 +42,7 @@ from . import log
 from .config import display_path, import_object
 from .data import Dataset, feature_columns, split_dataset, xy
 from .errors import ModelCIError
-from .metrics import SKLEARN_SCORERS, compute, known_metrics, to_native
+from .metrics import SKLEARN_SCORERS, to_native
 
 SMOKE_ROWS = 20
 
@@ -601,10 +601,9 @@ def train(config: dict[str, Any], ds: Dataset) -> TrainResult:
     durations["fit"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    from .steps import evaluate as evaluate_step  # the one scoring path, shared with the gate
     with log.section("modelci_evaluate", "Evaluating on the hold-out set"):
-        y_pred, proba, classes = predict_holdout(config, model, Xh, y)
-        names = config["metrics"] or list(known_metrics(config["task"]))
-        result = compute(config["task"], yh.to_numpy(), y_pred, proba, classes, names=names)
+        y_pred, proba, classes, result = evaluate_step.score(config, model, Xh, yh, y_train=y)
         for k, v in result["metrics"].items():
             log.info(f"{k:>18}: {v if v is None else round(v, 4)}")
     durations["evaluate"] = time.perf_counter() - t
