@@ -6,8 +6,16 @@ The saved model is ONE scikit-learn Pipeline that takes a DataFrame of raw input
 
   numeric      SimpleImputer (preprocessing.numeric.impute) -> scaler (preprocessing.numeric.scale)
   categorical  SimpleImputer -> OneHotEncoder(handle_unknown="ignore" by default)
-  text         one TfidfVectorizer per column (lowercase, strip_accents, token_pattern, stop words...),
-               after filling missing values with ""
+  text         one TfidfVectorizer per text feature (lowercase, strip_accents, token_pattern, stop
+               words...): "textN" = Pipeline([fill, (join,) tfidf]); a plain column is selected as a 1-D
+               Series, a combined feature {name, columns} as a frame whose rows are joined with a space;
+               missing values become "" (DataFrame/Series.to_numpy(na_value=""))
+
+A model whose only feature is one combined text feature has Pipeline([("text0", ...)]) as its
+"preprocess" step instead of a ColumnTransformer (whose per-call cost would dominate a 1-row predict).
+Every piece is stock scikit-learn, or a FunctionTransformer of stdlib/pandas callables
+(operator.methodcaller, functools.partial(map, " ".join)), so a pickled model loads with only
+scikit-learn, pandas and numpy installed.
 
 or, with `entry_point: "module:function"`, whatever unfitted estimator/pipeline that function returns
 (it receives the same raw DataFrame). Only scikit-learn/numpy objects end up in the pickled model, so
@@ -36,6 +44,7 @@ from .pipeline import (
     entry_point_file,
     load_entry_point,
     stop_words,
+    text_pipeline,
 )
 from .search import run_search, scoring_name
 from .stats import (
@@ -53,5 +62,5 @@ __all__ = [
     "ARGMAX_CLASSIFIERS", "CONSISTENCY_SAMPLE", "QUANTILES", "SMOKE_ROWS", "TOP_CATEGORIES", "TrainResult",
     "build_model", "build_preprocessor", "entry_point_file", "feature_stats", "load_entry_point",
     "predict_holdout", "records", "run_search", "scoring_name", "signature", "smoke_sample", "stdout_to_stderr",
-    "stop_words", "target_stats", "train",
+    "stop_words", "target_stats", "text_pipeline", "train",
 ]

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib
 import importlib.util
 import inspect
+import operator
 import os
 import sys
 import unicodedata
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import display_path, import_object
+from ..config import display_path, import_object, text_features
 from ..errors import ModelCIError
 
 
@@ -62,13 +64,33 @@ def _is_number_column(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
 
 
+def text_pipeline(config: dict[str, Any], combined: bool) -> Any:
+    """fill -> (join) -> tfidf for one text feature, from stock pieces only (the serving image has no
+    modelci code): missing values become "" (`to_numpy(na_value="")`, cheap and stateless, unlike a
+    SimpleImputer's validation), and a combined feature's columns are joined row by row with a space."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    opt = config["preprocessing"]["text"]
+    vec = TfidfVectorizer(lowercase=opt["lowercase"], strip_accents=opt["strip_accents"],
+                          token_pattern=opt["token_pattern"], stop_words=stop_words(config),
+                          ngram_range=tuple(opt["ngram_range"]), analyzer=opt["analyzer"],
+                          min_df=opt["min_df"], max_df=opt["max_df"], max_features=opt["max_features"],
+                          sublinear_tf=opt["sublinear_tf"], binary=opt["binary"], dtype=np.float64)
+    steps: list[tuple[str, Any]] = [
+        ("fill", FunctionTransformer(operator.methodcaller("to_numpy", dtype=object, na_value="")))]
+    if combined:
+        steps.append(("join", FunctionTransformer(functools.partial(map, " ".join))))
+    steps.append(("tfidf", vec))
+    return Pipeline(steps)
+
+
 def build_preprocessor(config: dict[str, Any], X: pd.DataFrame | None = None) -> Any:
     from sklearn.compose import ColumnTransformer
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import (
-        FunctionTransformer,
         MaxAbsScaler,
         MinMaxScaler,
         OneHotEncoder,
@@ -113,19 +135,25 @@ def build_preprocessor(config: dict[str, Any], X: pd.DataFrame | None = None) ->
                                                   min_frequency=opt["min_frequency"],
                                                   max_categories=opt["max_categories"], drop=opt["drop"])))
             transformers.append((name, Pipeline(steps), cols))
-    if feats["text"]:
-        opt = pre["text"]
-        sw = stop_words(config)
-        for i, col in enumerate(feats["text"]):
-            vec = TfidfVectorizer(lowercase=opt["lowercase"], strip_accents=opt["strip_accents"],
-                                  token_pattern=opt["token_pattern"], stop_words=sw,
-                                  ngram_range=tuple(opt["ngram_range"]), analyzer=opt["analyzer"],
-                                  min_df=opt["min_df"], max_df=opt["max_df"], max_features=opt["max_features"],
-                                  sublinear_tf=opt["sublinear_tf"], binary=opt["binary"], dtype=np.float64)
-            steps = [("fill", SimpleImputer(strategy="constant", fill_value="")),
-                     ("flatten", FunctionTransformer(np.ravel)), ("tfidf", vec)]
-            transformers.append((f"text{i}", Pipeline(steps), [col]))
+    for i, (_, cols) in enumerate(text_features(config)):
+        # a plain column is selected by name as a 1-D Series; a combined feature as a frame of its columns
+        transformers.append((f"text{i}", text_pipeline(config, combined=len(cols) > 1),
+                             cols if len(cols) > 1 else cols[0]))
     return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True)
+
+
+def _preprocess_step(config: dict[str, Any], X: pd.DataFrame | None) -> Any:
+    """The ColumnTransformer, except for a model whose only feature is one combined text feature:
+    there a ColumnTransformer's per-call cost would exceed the whole prediction's, and the text
+    pipeline takes the raw frame itself (Pipeline([("text0", ...)]); parameter names stay
+    preprocess__text0__...)."""
+    from sklearn.pipeline import Pipeline
+
+    feats = config["features"]
+    texts = text_features(config)
+    if not feats["numeric"] and not feats["categorical"] and len(texts) == 1 and len(texts[0][1]) > 1:
+        return Pipeline([("text0", text_pipeline(config, combined=True))])
+    return build_preprocessor(config, X)
 
 
 def _entry_point_module(config: dict[str, Any]) -> tuple[str, str]:
@@ -225,7 +253,7 @@ def build_model(config: dict[str, Any], X: pd.DataFrame | None = None) -> tuple[
         except Exception as exc:  # noqa: BLE001
             raise ModelCIError(f"{config['_config_file']}: estimator.params: {cls.__name__}(...) failed: {exc}; "
                                "fix the parameters") from None
-        model = Pipeline([("preprocess", build_preprocessor(config, X)), ("estimator", est)])
+        model = Pipeline([("preprocess", _preprocess_step(config, X)), ("estimator", est)])
     seeded = []
     for name, value in model.get_params(deep=True).items():
         if name.endswith("random_state") and value is None:

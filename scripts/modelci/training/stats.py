@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import text_features
 from ..data import feature_columns
 from ..metrics import to_native
 
@@ -55,7 +56,7 @@ def feature_stats(config: dict[str, Any], X: pd.DataFrame) -> dict[str, Any]:
             freqs["__other__"] = int(vc.iloc[TOP_CATEGORIES:].sum())
         stats[col] = {"kind": "categorical", "count": int(len(series) - missing), "missing": missing,
                       "distinct": len(vc), "frequencies": freqs}
-    for col in config["features"]["text"]:
+    for col in [c for _, cols in text_features(config) for c in cols]:
         series = X[col]
         missing = int(series.isna().sum())
         text = series.dropna().astype(str)
@@ -88,7 +89,9 @@ def _datatype(series: pd.Series, kind: str) -> str:
 
 def signature(config: dict[str, Any], X: pd.DataFrame, classes: list[Any] | None) -> tuple[list, list]:
     inputs = [{"name": c, "kind": k, "datatype": _datatype(X[c], k)}
-              for k in ("numeric", "categorical", "text") for c in config["features"][k]]
+              for k in ("numeric", "categorical") for c in config["features"][k]]
+    inputs += [{"name": c, "kind": "text", "datatype": _datatype(X[c], "text")}
+               for _, cols in text_features(config) for c in cols]
     order = {c: i for i, c in enumerate(feature_columns(config))}
     inputs.sort(key=lambda d: order[d["name"]])
     if config["task"] == "regression":
