@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import log
-from ..artifact import save_model, sha256_file, verify_model, write_json_atomic
+from ..artifact import read_json, save_model, sha256_file, verify_model, write_json_atomic
+from ..schemas import RUN_FILE, SMOKE_FILE
 from ..config import DEFAULT_CONFIG, display_path, load_config, public
 from ..data import fingerprint, load_dataset
 from ..errors import ModelCIError
@@ -160,6 +161,8 @@ def train_to(config: dict[str, Any], out: Path, cache_dir: str | None = None, fo
         elif entry is not None:
             try:
                 verify_model(entry / "model")
+                read_json(entry / RUN_FILE, "run record (run.json)", kind="run")
+                read_json(entry / "model" / SMOKE_FILE, "smoke test (smoke.json)", kind="smoke")
             except ModelCIError as exc:
                 log.warn(f"cached model for key {key[:12]} is unusable ({exc}); training again")
             else:
@@ -233,7 +236,7 @@ def _train_into(config: dict[str, Any], tmp: Path, libraries: dict[str, str], au
     }
     with log.section("modelci_save", "Saving the model"):
         meta = save_model(tmp / "model", result.model, meta)
-        write_json_atomic(tmp / "model" / "smoke.json", result.smoke)
+        write_json_atomic(tmp / "model" / SMOKE_FILE, result.smoke, kind="smoke")
         write_json_atomic(tmp / "metrics.json", metrics_doc)
         log.info(f"model sha256 {meta['sha256']}")
     save_s = time.perf_counter() - t
@@ -262,7 +265,7 @@ def _train_into(config: dict[str, Any], tmp: Path, libraries: dict[str, str], au
         "durations": {k: round(v, 4) for k, v in durations.items()},
         "reuse_key": key, "warnings": result.warnings,
     }
-    write_json_atomic(tmp / "run.json", to_native(record))
+    write_json_atomic(tmp / RUN_FILE, to_native(record), kind="run")
     return record
 
 

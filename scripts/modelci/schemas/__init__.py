@@ -1,6 +1,15 @@
 """JSON Schemas (draft 2020-12) of modelci's files, and one-line errors from them.
 
     modelci.schema.json   the model config (modelci.yml; reference: docs/config.md, generated from it)
+    model.schema.json     model.json, the model's metadata. It lives in app/ (app/model.schema.json):
+                          the serving app checks model.json with it and app/ is in every image, so
+                          the CLI reads that same file (the repository's app/, or the serving app
+                          bundled in the tools image, MODELCI_SERVING_CONTEXT/app)
+    smoke.schema.json     smoke.json, the smoke-test rows and expected predictions
+    run.schema.json       run.json, the training run record
+    verdict.schema.json   verdict.json, the gate's verdict
+
+File names of the model directory and the training/gate outputs are defined here, once.
 
 `validate(kind, document, source)` checks a parsed document against `<kind>.schema.json` and raises
 ModelCIError with ONE line naming the source, the key path and the fix, e.g.
@@ -21,6 +30,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import os
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -30,15 +40,32 @@ from ..errors import ModelCIError
 
 HERE = Path(__file__).resolve().parent
 
+MODEL_FILE = "model.joblib"
+META_FILE = "model.json"
+SMOKE_FILE = "smoke.json"
+RUN_FILE = "run.json"
+VERDICT_FILE = "verdict.json"
+METRICS_FILE = "metrics.json"
+FILES = {"model": META_FILE, "smoke": SMOKE_FILE, "run": RUN_FILE, "verdict": VERDICT_FILE}
+
 
 def schema_path(kind: str) -> Path:
-    return HERE / f"{kind}.schema.json"
+    if kind != "model":
+        return HERE / f"{kind}.schema.json"
+    # one copy of model.json's schema, shared with the serving app (see the module docstring)
+    bundled = os.environ.get("MODELCI_SERVING_CONTEXT")
+    places = ([Path(bundled) / "app"] if bundled else []) + [HERE.parents[2] / "app"]
+    for place in places:
+        if (place / "model.schema.json").is_file():
+            return place / "model.schema.json"
+    raise ModelCIError(f"{places[-1] / 'model.schema.json'}: not found; run modelci from a checkout of its "
+                       "repository or from its tools image (MODELCI_SERVING_CONTEXT names the serving app)")
 
 
 @cache
 def load(kind: str) -> dict[str, Any]:
     """The schema `<kind>.schema.json` (parsed once)."""
-    return json.loads(schema_path(kind).read_text(encoding="utf-8"))
+    return dict(json.loads(schema_path(kind).read_text(encoding="utf-8")))
 
 
 @cache
