@@ -58,7 +58,7 @@ def test_training_outputs_match_their_schemas(trained):
 
 
 @pytest.mark.parametrize("kind, doc, expected", [
-    ("model", {"sha256": "0" * 64}, "x.json: inputs: required key is missing; add it (a list"),
+    ("model", {"inputs": [{"name": "a"}]}, "x.json: sha256: required key is missing; add it (a string)"),
     ("model", {"sha256": "abc", "inputs": [{"name": "a"}]}, "x.json: sha256: 'abc' is not a sha256"),
     ("model", {"sha256": "0" * 64, "inputs": [{"name": "a", "datatype": "FLOAT"}]},
      "x.json: inputs[0].datatype: 'FLOAT' is not valid; use one of BOOL"),
@@ -99,11 +99,11 @@ def test_cache_entry_with_an_invalid_run_record_is_not_reused(tmp_path, capsys):
     path = write_project(tmp_path, numeric_config(), {"data.csv": numeric_frame()})
     _, first, _ = run(capsys, "train", "--config", path, "--out", tmp_path / "o1", "--cache-dir", cache)
     record = json.loads((cache / first["reuse_key"] / "run.json").read_text())
-    del record["config"]
+    record["config"] = "model/modelci.yml"
     (cache / first["reuse_key"] / "run.json").write_text(json.dumps(record))
     code, second, err = run(capsys, "train", "--config", path, "--out", tmp_path / "o2", "--cache-dir", cache)
     assert code == 0 and second["reused"] is False
-    assert "unusable" in err and "run.json: config: required key is missing" in err
+    assert "unusable" in err and "run.json: config: expected a mapping, got a string" in err
 
 
 def test_serving_app_refuses_a_model_json_against_the_schema(trained, tmp_path):

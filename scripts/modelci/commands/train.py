@@ -24,7 +24,6 @@ from typing import Any
 
 from .. import log
 from ..artifact import read_json, save_model, sha256_file, verify_model, write_json_atomic
-from ..schemas import RUN_FILE, SMOKE_FILE
 from ..config import DEFAULT_CONFIG, display_path, load_config, public
 from ..data import fingerprint, load_dataset
 from ..errors import ModelCIError
@@ -39,6 +38,7 @@ from ..runrecord import (
     platform_info,
     reuse_key,
 )
+from ..schemas import RUN_FILE, SMOKE_FILE
 from ..training import entry_point_file, train
 
 OUTPUTS = ("model", "run.json", "metrics.json")
