@@ -113,6 +113,15 @@ class Model:
         meta = _read_json(self.dir / META_FILE, "model metadata (model.json)")
         if not isinstance(meta, dict):
             raise ModelLoadError(f"{self.dir / META_FILE}: expected a JSON object; rebuild the artifact")
+        # model.json's contract, the same file modelci's CLI checks it with (app/model.schema.json)
+        import jsonschema
+
+        schema = _read_json(Path(__file__).with_name("model.schema.json"), "model.json schema")
+        problem = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(meta))
+        if problem is not None:
+            where = ".".join(str(p) for p in problem.absolute_path) or "top level"
+            raise ModelLoadError(f"{self.dir / META_FILE}: {where}: {problem.message}; rebuild the artifact "
+                                 "with modelci train")
         self.meta = meta
         path = self.dir / MODEL_FILE
         if not path.is_file():

@@ -1,6 +1,7 @@
 """Config file validation: every error names the file, the key path and the fix (one line)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,86 @@ def test_docs_cover_every_top_level_key():
         assert f"`{key}`" in doc, key
     for key in yaml.safe_load((ROOT / "model" / "modelci.yml").read_text()):
         assert key in SCHEMA[1]
+
+
+# ------------------------------------------------------------------------------------------ JSON Schema
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda c: c.update(seed=42.0), "seed: expected an integer >= 0, got a number 42.0"),
+    (lambda c: c.update(seed=True), "seed: expected an integer >= 0, got a boolean True"),
+    (lambda c: c["features"].update(text=[{"name": "doc", "columns": ["x1"]}]), "features.text[0].columns: expected at least 2 item(s), got 1"),
+    (lambda c: c["features"].update(text=[{"name": "doc", "cols": ["x1", "x2"]}]), "features.text[0].cols: unknown key; valid keys are name, columns (did you mean 'columns'?)"),
+    (lambda c: c["features"].update(text=[{"name": "my doc", "columns": ["a", "b"]}]), "features.text[0].name: 'my doc' is not a valid feature name"),
+    (lambda c: c["features"].update(text=[{"name": "x1", "columns": ["a", "b"]}]), "features.text[0].name: 'x1' is already used by features.numeric[0]; give each feature a unique name"),
+    (lambda c: c["features"].update(text=[{"name": "d", "columns": ["a", "b"]}, {"name": "d", "columns": ["c", "e"]}]), "features.text[1].name: 'd' is already used by features.text[0].name"),
+    (lambda c: c["features"].update(text=[{"name": "d", "columns": ["a", "x2"]}]), "features.text[0].columns[1]: column 'x2' is already listed under features.numeric[1]"),
+    (lambda c: c["features"].update(text=[3]), "features.text[0]: expected a string or a mapping, got an integer 3"),
+    (lambda c: c.update(gate={"promote_inconclusive": "no"}), "gate.promote_inconclusive: expected true or false"),
+    (lambda c: c.update(gate={"max_interval_width": 0}), "gate.max_interval_width: expected a number > 0.0, got 0"),
+    (lambda c: c.update(gate={"min_holdout_rows": 0}), "gate.min_holdout_rows: expected an integer >= 1, got 0"),
+    (lambda c: c.update(gate={"max_dropped_share": 1.5}), "gate.max_dropped_share: expected a number between 0.0 and 1.0, got 1.5"),
+    (lambda c: c.update(gate={"max_slice_regression": -0.1}), "gate.max_slice_regression: expected a number >= 0.0, got -0.1"),
+    (lambda c: c.update(gate={"promte_no_change": True}), "gate.promte_no_change: unknown key; valid keys are primary_metric, thresholds, allowed_regression, per_class_min, max_interval_width, min_holdout_rows, promote_no_change, promote_inconclusive, max_dropped_share, max_slice_regression, dry_run, bootstrap, slices, expectations (did you mean 'promote_no_change'?)"),
+    (lambda c: c.update(gate={"slices": [{"col": "x1"}]}), "gate.slices[0].col: unknown key; valid keys are column, bins, length_bins (did you mean 'column'?)"),
+    (lambda c: c.update(gate={"slices": [{"column": "x1", "bins": [0, "a"]}]}), "gate.slices[0].bins[1]: expected a number, got a string 'a'"),
+    (lambda c: c.update(gate={"slices": [{"column": "x1", "bins": [1, 0]}]}), "gate.slices[0].bins: [1.0, 0.0] is not in ascending order"),
+    (lambda c: c.update(gate={"slices": [{"column": "x1", "length_bins": [10, 5.5]}]}), "gate.slices[0].length_bins[1]: expected an integer >= 0, got a number 5.5"),
+    (lambda c: c.update(gate={"slices": [{"column": "x1", "bins": [1], "length_bins": [2]}]}), "gate.slices[0]: both bins and length_bins are set"),
+    (lambda c: c.update(gate={"expectations": [{"name": "a", "input": {"x1": 1}}]}), "gate.expectations[0]: give exactly one of: input + expect, input + range, or invariant"),
+    (lambda c: c.update(gate={"expectations": [{"name": "a", "input": {"x1": 1}, "expect": "low", "range": [0, 1]}]}), "gate.expectations[0]: give exactly one of"),
+    (lambda c: c.update(gate={"expectations": [{"input": {"x1": 1}, "expect": "low"}]}), "gate.expectations[0].name: required key is missing; add it (a string)"),
+    (lambda c: c.update(gate={"expectations": [{"name": "a", "invariant": [{"x1": 1}]}]}), "gate.expectations[0].invariant: expected at least 2 item(s), got 1"),
+    (lambda c: c.update(gate={"expectations": [{"name": "a", "input": {"x1": 1}, "range": [2, 1]}]}), "gate.expectations[0].range: [2.0, 1.0] is not [low, high]"),
+    (lambda c: c.update(gate={"expectations": [{"name": "a", "input": {"x1": 1}, "expect": "low"}, {"name": "a", "invariant": [{"x1": 1}, {"x1": 2}]}]}), "gate.expectations[1].name: 'a' is already the name of gate.expectations[0]"),
+    (lambda c: c.update(gate={"expectations": [{"name": "a", "input": {"x11": 1}, "expect": "low"}]}), "gate.expectations[0].input.x11: 'x11' is not an input column of the model (did you mean 'x1'?)"),
+    (lambda c: c.update(gate={"expectations": [{"name": "a", "input": {"x1": [1]}, "expect": "low"}]}), "gate.expectations[0].input.x1: expected a string or a number or a boolean or null, got a list [1]"),
+])
+def test_schema_errors(tmp_path, mutate, expected):
+    cfg = numeric_config()
+    mutate(cfg)
+    msg = bad(tmp_path, cfg)
+    assert expected in msg, msg
+
+
+def test_gate_keys_of_the_gate_policy_are_accepted(tmp_path):
+    gate = {"primary_metric": "f1_macro", "thresholds": {"accuracy": {"min": 0.5}}, "per_class_min": {"recall": 0.2},
+            "allowed_regression": 0.01, "max_interval_width": 0.2, "min_holdout_rows": 30, "promote_no_change": True,
+            "promote_inconclusive": False, "max_dropped_share": 0.1, "max_slice_regression": 0.05, "dry_run": False,
+            "bootstrap": {"samples": 200, "confidence": 0.9},
+            "slices": [{"column": "x1", "bins": [-1, 0, 1]}, {"column": "x2"}, {"column": "x3", "length_bins": [5, 20]}],
+            "expectations": [{"name": "high x1", "input": {"x1": 3, "x2": 0, "x3": 0}, "expect": "high"},
+                             {"name": "x3 does not matter", "invariant": [{"x1": 1, "x3": 0}, {"x1": 1, "x3": 5}]}]}
+    out = load_config(write_project(tmp_path, numeric_config(gate=gate), {"data.csv": numeric_frame()}))
+    assert out["gate"]["slices"][0]["bins"] == [-1.0, 0.0, 1.0]
+    assert out["gate"]["expectations"][1]["invariant"][1] == {"x1": 1, "x3": 5}
+    assert out["gate"]["max_interval_width"] == 0.2 and out["gate"]["promote_inconclusive"] is False
+
+
+def test_combined_text_feature_resolves_and_lists_raw_columns(tmp_path):
+    from modelci.config import input_columns, text_features
+    cfg = numeric_config(features={"numeric": ["x1"], "text": ["t0", {"name": "doc", "columns": ["t1", "t2"]}]})
+    out = validate_config(cfg, "x.yml", tmp_path)
+    assert out["features"]["text"] == ["t0", {"name": "doc", "columns": ["t1", "t2"]}]
+    assert input_columns(out) == ["x1", "t0", "t1", "t2"]
+    assert text_features(out) == [("t0", ["t0"]), ("doc", ["t1", "t2"])]
+
+
+def test_schema_is_valid_draft_2020_12_and_editors_find_it():
+    import jsonschema
+    schema = json.loads((ROOT / "scripts" / "modelci" / "schemas" / "modelci.schema.json").read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for cfg in (ROOT / "model" / "modelci.yml", ROOT / "tests" / "consumer" / "model" / "modelci.yml"):
+        first = cfg.read_text().splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema=")
+        target = (cfg.parent / first.split("$schema=", 1)[1].strip()).resolve()
+        assert target == (ROOT / "scripts" / "modelci" / "schemas" / "modelci.schema.json").resolve()
+        # what an editor checks: the file as written validates against the schema
+        jsonschema.Draft202012Validator(schema).validate(yaml.safe_load(cfg.read_text()))
+
+
+def test_config_reference_is_generated_from_the_schema():
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_config_docs.py"), "--check"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -451,3 +451,86 @@ def test_stdout_is_only_json_with_parallel_search(tmp_path):
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["best_params"]["estimator__C"] in (0.1, 1.0)
     assert "Fitting 2 folds for each of 2 candidates" in res.stderr
+
+
+# ------------------------------------------------------------------------------------------ combined text
+def _combined_project(tmp_path, **features):
+    import yaml
+    d = copy_fixture("produtos", tmp_path / "combined")
+    cfg = yaml.safe_load((d / "modelci.yml").read_text())
+    src = pd.read_csv(ROOT / "tests" / "consumer" / "model" / "data" / "produtos.csv")
+    src.loc[src.index % 11 == 4, "nome"] = np.nan
+    src["preco"] = (src["id"] * 7 % 13).astype(float)
+    src.to_csv(d / "data.csv", index=False)
+    cfg["data"] = {"files": ["data.csv"]}
+    cfg["target"], cfg["id_column"] = "categoria", "id"
+    cfg["features"] = features
+    (d / "modelci.yml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    return d
+
+
+def test_combined_text_feature_serves_raw_columns(tmp_path, capsys):
+    d = _combined_project(tmp_path, text=[{"name": "texto", "columns": ["nome", "descricao"]}])
+    code, out, err = run(capsys, "train", "--config", d / "modelci.yml", "--out", d / "out")
+    assert code == 0, err
+    model, meta = artifact.load_model(d / "out" / "model")
+    # the API takes the raw columns; the combined feature is internal to the pipeline
+    assert [(i["name"], i["kind"], i["datatype"]) for i in meta["inputs"]] == [
+        ("nome", "text", "BYTES"), ("descricao", "text", "BYTES")]
+    assert set(meta["feature_stats"]) == {"nome", "descricao"}
+    # one vectorizer over "nome descricao", without a ColumnTransformer in front
+    text0 = model.named_steps["preprocess"].named_steps["text0"]
+    assert [name for name, _ in text0.steps] == ["fill", "join", "tfidf"]
+    frame = pd.DataFrame.from_records([{"nome": "Mouse sem fio, teclado e monitor", "descricao": None},
+                                       {"nome": None, "descricao": "Bola de futebol e tênis de corrida"}])
+    assert list(model.predict(frame)) == ["informática", "esporte e lazer"]
+    # the joined document is what the vectorizer sees: a word only in nome counts like one in descricao
+    vec = text0.named_steps["tfidf"]
+    both = text0[:-1].transform(pd.DataFrame({"nome": ["bola"], "descricao": [None]}))
+    assert list(both) == ["bola "] and "bola" in vec.vocabulary_
+    smoke = read(d / "out" / "model" / "smoke.json")
+    assert list(model.predict(pd.DataFrame.from_records(smoke["inputs"]))) == smoke["expected"]
+    # the pickled model needs neither modelci nor any code outside scikit-learn/pandas/numpy/stdlib
+    code = ("import sys, joblib, pandas as pd; sys.modules['modelci'] = None; "
+            f"m = joblib.load({str(d / 'out' / 'model' / 'model.joblib')!r}); "
+            "print(m.predict(pd.DataFrame({'nome': ['Notebook e mouse'], 'descricao': [None]}))[0])")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "informática"
+
+
+def test_combined_text_feature_with_other_features_and_search(tmp_path, capsys):
+    import yaml
+    d = _combined_project(tmp_path, numeric=["preco"], text=[{"name": "texto", "columns": ["descricao", "nome"]}])
+    cfg = yaml.safe_load((d / "modelci.yml").read_text())
+    cfg["search"] = {"params": {"preprocess__text0__tfidf__ngram_range": [[1, 1], [1, 2]]}, "cv": 2}
+    (d / "modelci.yml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    code, out, err = run(capsys, "train", "--config", d / "modelci.yml", "--out", d / "out")
+    assert code == 0, err
+    assert out["best_params"]["preprocess__text0__tfidf__ngram_range"] in ([1, 1], [1, 2])
+    model, meta = artifact.load_model(d / "out" / "model")
+    assert [i["name"] for i in meta["inputs"]] == ["preco", "descricao", "nome"]
+    ct = model.named_steps["preprocess"]
+    assert [name for name, _, _ in ct.transformers] == ["numeric", "text0"]
+    assert ct.transformers[1][2] == ["descricao", "nome"]
+
+
+def test_combined_text_feature_unknown_column(tmp_path, capsys):
+    d = _combined_project(tmp_path, text=[{"name": "texto", "columns": ["nome", "descricão"]}])
+    code, _, err = run(capsys, "train", "--config", d / "modelci.yml", "--out", d / "out")
+    assert code == 1
+    assert "modelci.yml: features.text[0].columns[1]: column 'descricão' not in " in err
+    assert "(did you mean 'descricao'?)" in err
+
+
+def test_text_pipelines_have_no_imputer_or_reshape_shim(tmp_path, capsys):
+    """Lean pipelines: a text column is selected by name as a 1-D Series and filled by a stateless step."""
+    cfg = numeric_config(target="target", features={"numeric": ["amount"], "categorical": ["colour"],
+                                                    "text": ["review"]})
+    path = write_project(tmp_path, cfg, {"data.csv": mixed_frame()})
+    run(capsys, "train", "--config", path, "--out", tmp_path / "out")
+    model, _ = artifact.load_model(tmp_path / "out" / "model")
+    name, text0, column = model.named_steps["preprocess"].transformers[2]
+    assert (name, column) == ("text0", "review")
+    assert [type(step).__name__ for _, step in text0.steps] == ["FunctionTransformer", "TfidfVectorizer"]
+    assert text0.steps[0][1].func.__class__.__name__ == "methodcaller"

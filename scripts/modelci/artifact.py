@@ -21,10 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from . import schemas
 from .errors import ModelCIError
+from .schemas import META_FILE, MODEL_FILE
 
-MODEL_FILE = "model.joblib"
-META_FILE = "model.json"
+__all__ = ["META_FILE", "MODEL_FILE"]
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -35,8 +36,11 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    """Write JSON so that readers never see a half-written file."""
+def write_json_atomic(path: str | os.PathLike[str], data: Any, kind: str | None = None) -> None:
+    """Write JSON so that readers never see a half-written file; with `kind`, only a document valid
+    against scripts/modelci/schemas/<kind>.schema.json is written."""
+    if kind is not None:
+        schemas.validate(kind, json.loads(json.dumps(data, default=str)), str(path))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -52,10 +56,14 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
         raise
 
 
-def read_json(path: str | os.PathLike[str], what: str = "file") -> Any:
+def read_json(path: str | os.PathLike[str], what: str = "file", kind: str | None = None) -> Any:
+    """A JSON file; with `kind`, checked against scripts/modelci/schemas/<kind>.schema.json."""
     try:
         with open(path) as fh:
-            return json.load(fh)
+            doc = json.load(fh)
+        if kind is not None:
+            schemas.validate(kind, doc, str(path))
+        return doc
     except FileNotFoundError:
         raise ModelCIError(f"{path}: {what} not found; run the step that produces it first") from None
     except json.JSONDecodeError as exc:
@@ -90,12 +98,12 @@ def save_model(model_dir: str | os.PathLike[str], estimator: Any, meta: dict[str
         os.chmod(tmp / MODEL_FILE, 0o644)
         meta = dict(meta)
         meta["sha256"] = sha256_file(tmp / MODEL_FILE)
-        write_json_atomic(tmp / META_FILE, meta)
+        write_json_atomic(tmp / META_FILE, meta, kind="model")
     return meta
 
 
 def read_meta(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    return read_json(Path(model_dir) / META_FILE, "model metadata (model.json)")
+    return read_json(Path(model_dir) / META_FILE, "model metadata (model.json)", kind="model")
 
 
 def verify_model(model_dir: str | os.PathLike[str]) -> dict[str, Any]:

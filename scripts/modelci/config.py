@@ -14,7 +14,10 @@ The resolved config carries two private keys that are not part of the file: `_co
 as given) and `_base_dir` (absolute directory the config's paths are relative to). `public(config)`
 drops them (that is what the run record and the reuse key hold).
 
-Documentation of every key: docs/config.md. Keep SCHEMA, the docs and the defaults in step.
+Structure, types and defaults: the JSON Schema scripts/modelci/schemas/modelci.schema.json (editors
+can use it; docs/config.md is generated from it by tools/gen_config_docs.py). This module adds the
+checks a schema cannot express (columns listed once, metric names of the task, estimator classes and
+parameters, paths, regular expressions, search spaces, gate cross-checks).
 """
 from __future__ import annotations
 
@@ -27,244 +30,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import schemas
 from .errors import ModelCIError
 from .metrics import CLASSIFICATION_METRICS, PER_CLASS_METRICS, REGRESSION_METRICS
 
 DEFAULT_CONFIG = "model/modelci.yml"
 
-TASKS = ("classification", "regression")
 FEATURE_KINDS = ("numeric", "categorical", "text")
-NUMERIC_IMPUTE = ("median", "mean", "most_frequent", "constant", "none")
-NUMERIC_SCALE = ("standard", "minmax", "robust", "maxabs", "none")
-CATEGORICAL_IMPUTE = ("most_frequent", "constant", "none")
-HANDLE_UNKNOWN = ("ignore", "infrequent_if_exist", "error")
-STRIP_ACCENTS = ("unicode", "ascii")
-ANALYZERS = ("word", "char", "char_wb")
-SEARCH_METHODS = ("grid", "random")
-DRIFT_METHODS = ("psi", "ks")
-ON_DRIFT = ("issue", "retrain")  # monitor.on_drift: what a drifted check does (docs/monitoring.md)
 
 
-# --------------------------------------------------------------------------------------------------
-# A tiny declarative schema. Each node is one of:
-#   ("dict", {key: (node, default_or_REQUIRED)}, allow_extra_keys: bool)
-#   ("list", item_node)           ("map", value_node)   -- map: free-form keys, typed values
-#   ("str", choices_or_None)      ("int", min)   ("float", min, max)   ("bool",)   ("any",)
-#   ("opt", node)                 -- the value may be null
-#   ("oneof", [node, ...])        -- first that validates wins
-# --------------------------------------------------------------------------------------------------
-REQUIRED = object()
-OMIT = object()  # optional, not filled in when absent
-
-STR = ("str", None)
-NUM = ("float", None, None)
-PINT = ("int", 1)
-NNINT = ("int", 0)
-STRLIST = ("list", STR)
-
-_THRESHOLD = ("dict", {"min": (NUM, OMIT), "max": (NUM, OMIT)}, False)
-
-GATE_SCHEMA = ("dict", {
-    "primary_metric": (STR, OMIT),
-    "thresholds": (("map", _THRESHOLD), {}),
-    "allowed_regression": (("float", 0.0, None), OMIT),
-    "per_class_min": (("map", ("float", None, None)), OMIT),
-    "promote_no_change": (("bool",), OMIT),
-    "dry_run": (("bool",), OMIT),
-    "bootstrap": (("dict", {"samples": (PINT, OMIT), "confidence": (("float", 0.0, 1.0), OMIT),
-                            "seed": (("int", None), OMIT)}, False), OMIT),
-    # issue 13 (docs/gate.md); their finer rules are checked by modelci.gate.policy below
-    "max_interval_width": (("float", 0.0, None), OMIT),
-    "min_holdout_rows": (PINT, OMIT),
-    "promote_inconclusive": (("bool",), OMIT),
-    "max_dropped_share": (("float", 0.0, 1.0), OMIT),
-    "max_slice_regression": (("float", 0.0, None), OMIT),
-    "slices": (("list", ("dict", {"column": (STR, REQUIRED), "bins": (("list", NUM), OMIT),
-                                  "length_bins": (("list", ("int", 0)), OMIT)}, False)), OMIT),
-    "expectations": (("list", ("dict", {"name": (STR, REQUIRED), "input": (("map", ("any",)), OMIT),
-                                        "expect": (("any",), OMIT), "range": (("list", NUM), OMIT),
-                                        "invariant": (("list", ("map", ("any",))), OMIT)}, False)), OMIT),
-}, False)
-
-MONITOR_SCHEMA = ("dict", {
-    "drift_threshold": (("float", 0.0, None), OMIT),
-    "method": (("str", DRIFT_METHODS), OMIT),
-    "on_drift": (("list", ("str", ON_DRIFT)), ["issue"]),
-}, False)
-
-SCHEMA = ("dict", {
-    "model": (("dict", {"name": (STR, REQUIRED), "major": (NNINT, 1)}, False), REQUIRED),
-    "data": (("dict", {"files": (("oneof", [STRLIST, STR]), REQUIRED), "sep": (STR, ","),
-                       "encoding": (STR, "utf-8")}, False), REQUIRED),
-    "task": (("str", TASKS), "classification"),
-    "target": (STR, REQUIRED),
-    "id_column": (("opt", STR), None),
-    "features": (("dict", {k: (STRLIST, []) for k in FEATURE_KINDS}, False), REQUIRED),
-    "preprocessing": (("dict", {
-        "numeric": (("dict", {
-            "impute": (("str", NUMERIC_IMPUTE), "median"),
-            "fill_value": (NUM, 0.0),
-            "scale": (("str", NUMERIC_SCALE), "standard"),
-            "add_indicator": (("bool",), False),
-        }, False), {}),
-        "categorical": (("dict", {
-            "impute": (("str", CATEGORICAL_IMPUTE), "constant"),
-            "fill_value": (STR, "missing"),
-            "handle_unknown": (("str", HANDLE_UNKNOWN), "ignore"),
-            "min_frequency": (("opt", ("oneof", [PINT, ("float", 0.0, 1.0)])), None),
-            "max_categories": (("opt", ("int", 2)), None),
-            "drop": (("opt", ("str", ("first", "if_binary"))), None),
-        }, False), {}),
-        "text": (("dict", {
-            "lowercase": (("bool",), True),
-            "strip_accents": (("opt", ("str", STRIP_ACCENTS)), None),
-            "token_pattern": (STR, r"(?u)\b\w\w+\b"),
-            "stop_words": (("opt", ("oneof", [STRLIST, STR])), None),
-            "ngram_range": (("list", PINT), [1, 1]),
-            "analyzer": (("str", ANALYZERS), "word"),
-            "min_df": (("oneof", [PINT, ("float", 0.0, 1.0)]), 1),
-            "max_df": (("oneof", [PINT, ("float", 0.0, 1.0)]), 1.0),
-            "max_features": (("opt", PINT), None),
-            "sublinear_tf": (("bool",), False),
-            "binary": (("bool",), False),
-        }, False), {}),
-    }, False), {}),
-    "estimator": (("opt", ("dict", {"class": (STR, REQUIRED), "params": (("map", ("any",)), {})}, False)), None),
-    "entry_point": (("opt", STR), None),
-    "search": (("opt", ("dict", {
-        "method": (("str", SEARCH_METHODS), "grid"),
-        "params": (("map", ("oneof", [("list", ("any",)), ("map", ("any",))])), REQUIRED),
-        "cv": (("int", 2), 5),
-        "scoring": (("opt", STR), None),
-        "n_iter": (PINT, 10),
-        "n_jobs": (("int", -1), 1),
-    }, False)), None),
-    "holdout": (("dict", {"fraction": (("float", 0.0, 1.0), 0.25)}, False), {}),
-    "metrics": (("opt", STRLIST), None),
-    "seed": (("int", 0), 42),
-    "gate": (GATE_SCHEMA, {}),
-    "monitor": (MONITOR_SCHEMA, {}),
-}, False)
+SCHEMA_KIND = "modelci"  # scripts/modelci/schemas/modelci.schema.json
+# The top-level keys in the (kind, keys, extra keys allowed) shape earlier callers used.
+SCHEMA = ("dict", schemas.load(SCHEMA_KIND)["properties"], False)
 
 DEFAULT_ESTIMATOR = {
     "classification": {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 1000}},
     "regression": {"class": "sklearn.linear_model.Ridge", "params": {}},
 }
-
-
-def _tname(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _expect(node: tuple) -> str:
-    kind = node[0]
-    if kind == "dict":
-        return "a mapping"
-    if kind in ("list",):
-        return f"a list of {_expect(node[1]).removeprefix('a ').removeprefix('an ')}s"
-    if kind == "map":
-        return "a mapping"
-    if kind == "str":
-        return "one of " + ", ".join(node[1]) if node[1] else "a string"
-    if kind == "int":
-        return "an integer" + (f" >= {node[1]}" if node[1] is not None else "")
-    if kind == "float":
-        lo, hi = node[1], node[2]
-        rng = f" between {lo} and {hi}" if lo is not None and hi is not None else (f" >= {lo}" if lo is not None else "")
-        return "a number" + rng
-    if kind == "bool":
-        return "true or false"
-    if kind == "opt":
-        return _expect(node[1]) + " or null"
-    if kind == "oneof":
-        return " or ".join(_expect(n) for n in node[1])
-    return "a value"
-
-
-class _Invalid(Exception):
-    def __init__(self, path: str, msg: str):
-        super().__init__(msg)
-        self.path, self.msg = path, msg
-
-
-def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
-
-
-def _validate(node: tuple, value: Any, path: str) -> Any:
-    kind = node[0]
-    if kind == "opt":
-        return None if value is None else _validate(node[1], value, path)
-    if kind == "any":
-        return value
-    if kind == "oneof":
-        errors = []
-        for sub in node[1]:
-            try:
-                return _validate(sub, value, path)
-            except _Invalid as exc:
-                errors.append(exc)
-        # report the deepest error (most specific) when the value had the right container type
-        deep = [e for e in errors if e.path != path]
-        if deep:
-            raise deep[0]
-        raise _Invalid(path, f"expected {_expect(node)}, got {_tname(value)} {value!r}")
-    if kind == "dict":
-        if not isinstance(value, dict):
-            raise _Invalid(path, f"expected a mapping, got {_tname(value)} {value!r}")
-        spec: dict[str, tuple] = node[1]
-        out: dict[str, Any] = {}
-        for key in value:
-            if key not in spec:
-                near = difflib.get_close_matches(str(key), list(spec), n=1)
-                hint = f" (did you mean '{near[0]}'?)" if near else ""
-                raise _Invalid(_join(path, str(key)), f"unknown key; valid keys are {', '.join(spec)}{hint}")
-        for key, (sub, default) in spec.items():
-            if key in value:
-                out[key] = _validate(sub, value[key], _join(path, key))
-            elif default is REQUIRED:
-                raise _Invalid(_join(path, key), f"required key is missing; add it ({_expect(sub)})")
-            elif default is not OMIT:
-                out[key] = _validate(sub, copy.deepcopy(default), _join(path, key)) if isinstance(default, dict) \
-                    else copy.deepcopy(default)
-        return out
-    if kind == "map":
-        if not isinstance(value, dict):
-            raise _Invalid(path, f"expected a mapping, got {_tname(value)} {value!r}")
-        return {str(k): _validate(node[1], v, _join(path, str(k))) for k, v in value.items()}
-    if kind == "list":
-        if not isinstance(value, list):
-            raise _Invalid(path, f"expected {_expect(node)}, got {_tname(value)} {value!r}")
-        return [_validate(node[1], v, _join(path, i)) for i, v in enumerate(value)]
-    if kind == "str":
-        if not isinstance(value, str):
-            raise _Invalid(path, f"expected {_expect(node)}, got {_tname(value)} {value!r}")
-        if node[1] and value not in node[1]:
-            near = difflib.get_close_matches(value, list(node[1]), n=1)
-            hint = f" (did you mean '{near[0]}'?)" if near else ""
-            raise _Invalid(path, f"'{value}' is not valid; use one of {', '.join(node[1])}{hint}")
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise _Invalid(path, f"expected true or false, got {_tname(value)} {value!r}")
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(path, f"expected {_expect(node)}, got {_tname(value)} {value!r}")
-        if node[1] is not None and value < node[1]:
-            raise _Invalid(path, f"expected {_expect(node)}, got {value}")
-        return value
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _Invalid(path, f"expected {_expect(node)}, got {_tname(value)} {value!r}")
-        lo, hi = node[1], node[2]
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise _Invalid(path, f"expected {_expect(node)}, got {value}")
-        return float(value)
-    raise AssertionError(kind)
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
@@ -313,16 +95,12 @@ def validate_config(raw: Any, source: str, base_dir: str | os.PathLike[str]) -> 
         return ModelCIError(f"{source}: {key}: {msg}" if key else f"{source}: {msg}")
 
     if not isinstance(raw, dict):
-        raise fail("", f"expected a mapping of keys (model, data, target, features, ...), got {_tname(raw)}")
-    try:
-        cfg = _validate(SCHEMA, raw, "")
-    except _Invalid as exc:
-        raise fail(exc.path, exc.msg) from None
+        raise fail("", f"expected a mapping of keys (model, data, target, features, ...), got "
+                       f"{schemas.type_name(raw)}")
+    schemas.validate(SCHEMA_KIND, raw, source)
+    cfg = schemas.resolve(SCHEMA_KIND, raw)
 
     # normalisations
-    on_drift = cfg["monitor"].get("on_drift") or []
-    if len(set(on_drift)) != len(on_drift):
-        raise fail("monitor.on_drift", f"{on_drift} lists a value twice; list each of {', '.join(ON_DRIFT)} once")
     if isinstance(cfg["data"]["files"], str):
         cfg["data"]["files"] = [cfg["data"]["files"]]
     if not cfg["data"]["files"]:
@@ -342,16 +120,28 @@ def validate_config(raw: Any, source: str, base_dir: str | os.PathLike[str]) -> 
 
     # features
     seen: dict[str, str] = {}
+    names: dict[str, str] = {}
     for kind in FEATURE_KINDS:
-        for i, col in enumerate(cfg["features"][kind]):
-            key = f"features.{kind}[{i}]"
-            if col in seen:
-                raise fail(key, f"column '{col}' is already listed under {seen[col]}; list each column once")
-            if col == cfg["target"]:
-                raise fail(key, f"'{col}' is the target; the target cannot also be a feature")
-            if cfg["id_column"] is not None and col == cfg["id_column"]:
-                raise fail(key, f"'{col}' is the id_column; an id cannot be a feature")
-            seen[col] = key
+        for i, entry in enumerate(cfg["features"][kind]):
+            if isinstance(entry, dict):  # a combined text feature: {name, columns}
+                key = f"features.{kind}[{i}].name"
+                where = names.get(entry["name"]) or seen.get(entry["name"])
+                if where is not None:
+                    raise fail(key, f"'{entry['name']}' is already used by {where}; give each feature a unique name")
+                names[entry["name"]] = key
+                cols = [(f"features.{kind}[{i}].columns[{j}]", col) for j, col in enumerate(entry["columns"])]
+            else:
+                cols = [(f"features.{kind}[{i}]", entry)]
+            for key, col in cols:
+                if col in seen:
+                    raise fail(key, f"column '{col}' is already listed under {seen[col]}; list each column once")
+                if col in names:
+                    raise fail(key, f"'{col}' is the name of the combined feature {names[col]}; rename the feature")
+                if col == cfg["target"]:
+                    raise fail(key, f"'{col}' is the target; the target cannot also be a feature")
+                if cfg["id_column"] is not None and col == cfg["id_column"]:
+                    raise fail(key, f"'{col}' is the id_column; an id cannot be a feature")
+                seen[col] = key
     if not seen:
         raise fail("features", "no feature listed; list input columns under features.numeric, "
                                "features.categorical or features.text")
@@ -408,13 +198,67 @@ def validate_config(raw: Any, source: str, base_dir: str | os.PathLike[str]) -> 
         if m not in PER_CLASS_METRICS:
             raise fail(f"gate.per_class_min.{m}", f"unknown per-class metric '{m}'; use "
                                                   f"{', '.join(PER_CLASS_METRICS)}")
-
-    from .gate.policy import normalize_policy  # bins ascending, unique expectation names, ...
+    _check_gate_lists(gate, seen, fail)
+    from .gate.policy import normalize_policy  # the gate's finer rules (docs/gate.md)
     normalize_policy(gate, cfg["task"], source=source)
+    on_drift = cfg["monitor"].get("on_drift") or []
+    if len(set(on_drift)) != len(on_drift):
+        raise fail("monitor.on_drift", f"{on_drift} lists a value twice; list each of issue, retrain once")
 
     cfg["_config_file"] = source
     cfg["_base_dir"] = str(Path(base_dir).resolve())
     return cfg
+
+
+def _check_gate_lists(gate: dict[str, Any], inputs: dict[str, str],
+                      fail: Callable[[str, str], ModelCIError]) -> None:
+    """Cross-checks of gate.slices and gate.expectations (their shapes are the schema's)."""
+    for i, sl in enumerate(gate.get("slices", [])):
+        key = f"gate.slices[{i}]"
+        if "bins" in sl and "length_bins" in sl:
+            raise fail(key, "both bins and length_bins are set; keep one (bins: numeric buckets, length_bins: "
+                            "text-length buckets, neither: one slice per value)")
+        for name in ("bins", "length_bins"):
+            edges = sl.get(name)
+            if edges is not None and any(b <= a for a, b in zip(edges, edges[1:])):
+                raise fail(f"{key}.{name}", f"{edges} is not in ascending order; list the edges from lowest to "
+                                            "highest, each once")
+    used: dict[str, str] = {}
+    for i, exp in enumerate(gate.get("expectations", [])):
+        key = f"gate.expectations[{i}]"
+        if exp["name"] in used:
+            raise fail(f"{key}.name", f"'{exp['name']}' is already the name of {used[exp['name']]}; give each "
+                                      "expectation a unique name")
+        used[exp["name"]] = key
+        if "invariant" in exp and "input" in exp:
+            raise fail(key, "an invariant takes its records from invariant; remove input")
+        if "range" in exp and exp["range"][0] > exp["range"][1]:
+            raise fail(f"{key}.range", f"{exp['range']} is not [low, high] with low <= high")
+        records = [(f"{key}.input", exp["input"])] if "input" in exp else \
+            [(f"{key}.invariant[{j}]", r) for j, r in enumerate(exp.get("invariant", []))]
+        for rkey, record in records:
+            for col in record:
+                if col not in inputs:
+                    near = difflib.get_close_matches(str(col), list(inputs), n=1)
+                    hint = f" (did you mean '{near[0]}'?)" if near else ""
+                    raise fail(f"{rkey}.{col}", f"'{col}' is not an input column of the model{hint}; inputs are "
+                                                f"{', '.join(inputs)}")
+
+
+def input_columns(config: dict[str, Any]) -> list[str]:
+    """The model's raw input columns in signature order: numeric, categorical, then text (a combined
+    text feature contributes its columns)."""
+    out: list[str] = []
+    for kind in FEATURE_KINDS:
+        for entry in config["features"][kind]:
+            out.extend(entry["columns"] if isinstance(entry, dict) else [entry])
+    return out
+
+
+def text_features(config: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """(name, columns) of every text feature: a plain column is its own one-column feature."""
+    return [(e["name"], list(e["columns"])) if isinstance(e, dict) else (e, [e])
+            for e in config["features"]["text"]]
 
 
 def _check_relative_paths(paths: list[str], key: str, fail: Callable[[str, str], ModelCIError]) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import FEATURE_KINDS, display_path
+from .config import FEATURE_KINDS, display_path, input_columns
 from .errors import ModelCIError
 from .split import holdout_mask
 
@@ -201,10 +201,9 @@ def _check_against_config(config: dict[str, Any], ds: Dataset) -> None:
         raise _col_missing(config, ds, "target", target)
     if config["id_column"] is not None and config["id_column"] not in df.columns:
         raise _col_missing(config, ds, "id_column", config["id_column"])
-    for kind in FEATURE_KINDS:
-        for i, col in enumerate(config["features"][kind]):
-            if col not in df.columns:
-                raise _col_missing(config, ds, f"features.{kind}[{i}]", col)
+    for key, col in _feature_keys(config):
+        if col not in df.columns:
+            raise _col_missing(config, ds, key, col)
 
     y = df[target]
     empty = _missing_mask(y)
@@ -245,11 +244,11 @@ def _check_against_config(config: dict[str, Any], ds: Dataset) -> None:
         if _missing_mask(df[col]).all():
             raise ModelCIError(f"{src}: features.categorical[{i}]: column '{col}' has no values in any row; fill "
                                "it or remove it from the features")
-    for i, col in enumerate(config["features"]["text"]):
+    for key, col in _feature_keys(config, "text"):
         s = df[col]
         vals = s[~_missing_mask(s)].astype(str).str.strip()
         if (vals == "").all():
-            raise ModelCIError(f"{src}: features.text[{i}]: text column '{col}' is empty in every row; fill it "
+            raise ModelCIError(f"{src}: {key}: text column '{col}' is empty in every row; fill it "
                                "or remove it from features.text")
         if pd.api.types.is_numeric_dtype(s.dtype):
             df[col] = s.astype(object).where(~_missing_mask(s), None).map(lambda v: v if v is None else str(v))
@@ -262,8 +261,21 @@ def _missing_mask(s: pd.Series) -> np.ndarray:
     return mask
 
 
+def _feature_keys(config: dict[str, Any], *kinds: str) -> list[tuple[str, str]]:
+    """(key path in the config, column) of every raw input column of the given kinds (default: all)."""
+    out = []
+    for kind in kinds or FEATURE_KINDS:
+        for i, entry in enumerate(config["features"][kind]):
+            if isinstance(entry, dict):  # a combined text feature
+                out += [(f"features.{kind}[{i}].columns[{j}]", c) for j, c in enumerate(entry["columns"])]
+            else:
+                out.append((f"features.{kind}[{i}]", entry))
+    return out
+
+
 def feature_columns(config: dict[str, Any]) -> list[str]:
-    return [c for k in FEATURE_KINDS for c in config["features"][k]]
+    """The model's raw input columns (the serving signature), in declared order."""
+    return input_columns(config)
 
 
 def split_dataset(config: dict[str, Any], ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:

@@ -135,9 +135,9 @@ class ModelRegistry:
             raise ModelCIError(f"{model_dir}/model.json: name: {meta.get('name')!r} is not the registry "
                                f"package {self.name!r}; push it under its own name")
         require_passing_verdict(verdict, model_dir)
-        artifact.read_json(run_record, "run record (run.json)")
+        artifact.read_json(run_record, "run record (run.json)", kind="run")
         smoke = model_dir / "smoke.json"
-        artifact.read_json(smoke, "smoke test (smoke.json)")
+        artifact.read_json(smoke, "smoke test (smoke.json)", kind="smoke")
         meta_out = dict(meta, version=version)
         payload = {
             "model.joblib": (model_dir / artifact.MODEL_FILE).read_bytes(),
@@ -202,7 +202,7 @@ class ModelRegistry:
                                        f"match the registry's {expected[:12]}…; the download was corrupted")
                 (tmp / name).write_bytes(data)
             meta = artifact.verify_model(tmp)
-            verdict = artifact.read_json(tmp / "verdict.json", "gate verdict (verdict.json)")
+            verdict = artifact.read_json(tmp / "verdict.json", "gate verdict (verdict.json)", kind="verdict")
             if verdict.get("sha256") != meta["sha256"]:
                 raise ModelCIError(f"registry: {self.name} {version}: verdict.json is for sha256 "
                                    f"{str(verdict.get('sha256'))[:12]}…, not this model; refusing it")

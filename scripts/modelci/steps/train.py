@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import log
-from ..artifact import save_model, sha256_file, verify_model, write_json_atomic
+from ..artifact import read_json, save_model, sha256_file, verify_model, write_json_atomic
 from ..config import display_path, load_config, public
 from ..data import fingerprint, load_dataset
 from ..errors import ModelCIError
@@ -34,6 +34,7 @@ from ..runrecord import (
     platform_info,
     reuse_key,
 )
+from ..schemas import RUN_FILE, SMOKE_FILE
 from ..settings import env
 from ..settings.train import TrainSettings
 from ..training import entry_point_file, train
@@ -166,6 +167,8 @@ def train_to(config: dict[str, Any], out: Path, cache_dir: str | None = None, fo
         elif entry is not None:
             try:
                 verify_model(entry / "model")
+                read_json(entry / RUN_FILE, "run record (run.json)", kind="run")
+                read_json(entry / "model" / SMOKE_FILE, "smoke test (smoke.json)", kind="smoke")
             except ModelCIError as exc:
                 log.warn(f"cached model for key {key[:12]} is unusable ({exc}); training again")
             else:
@@ -239,7 +242,7 @@ def _train_into(config: dict[str, Any], tmp: Path, libraries: dict[str, str], au
     }
     with log.section("modelci_save", "Saving the model"):
         meta = save_model(tmp / "model", result.model, meta)
-        write_json_atomic(tmp / "model" / "smoke.json", result.smoke)
+        write_json_atomic(tmp / "model" / SMOKE_FILE, result.smoke, kind="smoke")
         write_json_atomic(tmp / "metrics.json", metrics_doc)
         log.info(f"model sha256 {meta['sha256']}")
     save_s = time.perf_counter() - t
@@ -269,7 +272,7 @@ def _train_into(config: dict[str, Any], tmp: Path, libraries: dict[str, str], au
         # the record of the run that trained the model (a reused copy keeps it byte for byte)
         "reuse_key": key, "reused": False, "warnings": result.warnings,
     }
-    write_json_atomic(tmp / "run.json", to_native(record))
+    write_json_atomic(tmp / RUN_FILE, to_native(record), kind="run")
     return record
 
 
