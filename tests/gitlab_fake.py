@@ -180,6 +180,8 @@ class FakeGitLab:
                     "commit_discussion_note")
         self._route(r"/projects/(?P<pid>[^/]+)/uploads", {"POST": self.create_upload}, "uploads")
         self._setup_routes()
+        import fake_gitlab_mlflow  # GitLab's MLflow API + model version files, forwarded to a real MLflow
+        self.ml = fake_gitlab_mlflow.attach(self)  # None (routes absent) without FAKE_GITLAB_MLFLOW_URL
 
     # ---- set-up helpers ---------------------------------------------------------------------------
     def add_project(self, pid: int, path: str, *, mrs: list[int] = (), commits: list[str] = (),

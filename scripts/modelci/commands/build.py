@@ -41,10 +41,6 @@ def register(sub: Any) -> None:
                    help="BASE_IMAGE build argument [MODELCI_BASE_IMAGE; default: the Dockerfile's]")
     p.add_argument("--production-url", default=os.environ.get("MODELCI_PRODUCTION_URL"),
                    help="production URL, to find the champion when reusing its model")
-    p.add_argument("--model-registry", action=argparse.BooleanOptionalAction,
-                   default=os.environ.get("MODELCI_MODEL_REGISTRY", "false") == "true",
-                   help="also store a newly trained model (model, run record, verdict) as a version of "
-                        "GitLab's generic package registry [MODELCI_MODEL_REGISTRY=true]")
     p.add_argument("--dotenv", default=os.environ.get("MODELCI_BUILD_DOTENV", "out/build.env"),
                    help="dotenv report for later jobs (MODELCI_IMAGE=…@sha256:…)")
     p.set_defaults(func=run)
@@ -168,16 +164,6 @@ def run(args: argparse.Namespace) -> int:
             pushed = dockerutil.stream_push(c, str(repo), version, auth)
             dockerutil.stream_push(c, str(repo), short, auth)
             push_s = time.time() - tp
-        registry_result = None
-        if args.model_registry and reason == "new model":
-            from .. import gitlab_api
-            from ..model_registry import ModelRegistry
-
-            with log.section("modelci_model_registry", f"model registry: {name} {version}"):
-                registry_result = ModelRegistry(gitlab_api.from_env(scope=gitlab_api.SCOPE_PACKAGES_WRITE),
-                                                name).push(model_dir, version,
-                                                           run_record=str(model_dir.parent / "run.json"),
-                                                           verdict=args.verdict)
         image.reload()
         digests = [d for d in image.attrs.get("RepoDigests", []) if d.startswith(f"{repo}@")]
         if not digests:
@@ -192,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         "model_name": name, "model_version": version, "model_sha256": meta["sha256"], "reason": reason,
         "timings": {"build_s": round(build_s, 2), "push_s": round(push_s, 2),
                     "total_s": round(time.time() - t0, 2)},
-        "pushed_bytes_reported": pushed, "model_registry": registry_result,
+        "pushed_bytes_reported": pushed,
     }
     dockerutil.write_dotenv(args.dotenv, {
         "MODELCI_IMAGE": ref, "MODELCI_IMAGE_DIGEST": digest, "MODELCI_MODEL_VERSION": version,
