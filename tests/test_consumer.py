@@ -124,7 +124,9 @@ def consumer(tmp_path_factory, registry, base_image, tools_image, git_server, do
     staging_url, production_url = f"http://127.0.0.1:{localci.free_port()}", f"http://127.0.0.1:{localci.free_port()}"
     ns = "consumer" + secrets.token_hex(3)
     gitlab = localci.LocalGitLab(registry, job_token="job-" + secrets.token_hex(12))
-    project_vars = {"STAGING_URL": staging_url, "PRODUCTION_URL": production_url, "MODELCI_DEPLOY_NAMESPACE": ns}
+    # a project CI/CD variable picks the generic package registry (GitLab without the Model Registry)
+    project_vars = {"STAGING_URL": staging_url, "PRODUCTION_URL": production_url, "MODELCI_DEPLOY_NAMESPACE": ns,
+                    "MODELCI_MODEL_REGISTRY": "generic"}
     state = tmp / "gitlab-state.json"
     Path("/tmp/modelci-locks").mkdir(exist_ok=True)
     res = localci.run_docker_pipeline(
