@@ -29,7 +29,7 @@ from . import artifact, log
 from .errors import ModelCIError
 from .gitlab_api import GitLabClient
 from .gitlab_mlflow import MlflowAPI, run_data, tags_of
-from .model_registry import FILES, PULL_MARKER, require_semver, safe_out_dir
+from .model_registry import FILES, pull_marker, require_semver, safe_out_dir
 
 COMPLETE = "modelci.published"
 MODEL_SHA = "modelci.model_sha256"
@@ -156,7 +156,6 @@ class GitLabModelRegistry:
                                "published by modelci, refusing it")
         out = safe_out_dir(out_dir)
         with artifact.atomic_dir(out) as tmp:
-            (tmp / PULL_MARKER).write_text(f"{self.name} {version}\n")
             for file_name in FILES:
                 data = self.api.download_file(str(mv["version"]), file_name)
                 if data is None:
@@ -172,5 +171,6 @@ class GitLabModelRegistry:
             if verdict.get("sha256") != meta["sha256"] or tags_of(mv).get(MODEL_SHA) != meta["sha256"]:
                 raise ModelCIError(f"registry: {self.name} {version}: verdict.json or the version's record is "
                                    "for another model; refusing it")
+        pull_marker(out).write_text(f"{self.name} {version}\n")  # this directory is ours now
         log.info(f"registry: pulled {self.name} {version} (sha256 {meta['sha256'][:12]}…) to {out}")
         return {"name": self.name, "version": version, "sha256": meta["sha256"], "dir": str(Path(out))}

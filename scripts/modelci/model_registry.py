@@ -57,9 +57,9 @@ def stage_files(model_dir: Path, version: str, *, run_record: str | os.PathLike[
 
 
 def safe_out_dir(out_dir: str | os.PathLike[str]) -> Path:
-    """Where `registry pull --out` may write: never `/`, the home directory, the current directory or a
-    non-empty directory that an earlier pull did not create (it is replaced whole, so its files would
-    be lost). An earlier pull's directory carries PULL_MARKER."""
+    """Where `registry pull --out` may write: never `/`, the home directory, the current directory (or
+    one of its parents) or a non-empty directory that an earlier pull did not create (it is replaced
+    whole, so its files would be lost). A pull leaves pull_marker(out) beside the directory it made."""
     path = Path(out_dir)
     resolved = path.resolve()
     if resolved in (Path("/"), Path.home().resolve(), Path.cwd().resolve()) or resolved in Path.cwd().parents:
@@ -68,10 +68,16 @@ def safe_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     if resolved.exists():
         if not resolved.is_dir():
             raise ModelCIError(f"--out {out_dir}: exists and is not a directory; give a new directory")
-        if any(resolved.iterdir()) and not (resolved / PULL_MARKER).is_file():
+        if any(resolved.iterdir()) and not pull_marker(resolved).is_file():
             raise ModelCIError(f"--out {out_dir}: directory is not empty and was not made by `modelci registry "
                                "pull`; refusing to replace it, give a new or empty directory")
     return path
+
+
+def pull_marker(out_dir: str | os.PathLike[str]) -> Path:
+    """The file beside a directory `registry pull` made (inside it, it would change the model directory)."""
+    path = Path(out_dir).resolve()
+    return path.parent / f".{path.name}{PULL_MARKER}"
 
 
 def parse_semver(version: Any) -> tuple[int, int, int] | None:
@@ -223,7 +229,6 @@ class ModelRegistry:
                                "push it again")
         out_dir = safe_out_dir(out_dir)
         with artifact.atomic_dir(out_dir) as tmp:
-            (tmp / PULL_MARKER).write_text(f"{self.name} {version}\n")
             for name in UPLOAD_ORDER:
                 data = self._download(version, name)
                 if data is None:
@@ -239,5 +244,6 @@ class ModelRegistry:
             if verdict.get("sha256") != meta["sha256"]:
                 raise ModelCIError(f"registry: {self.name} {version}: verdict.json is for sha256 "
                                    f"{str(verdict.get('sha256'))[:12]}…, not this model; refusing it")
+        pull_marker(out_dir).write_text(f"{self.name} {version}\n")  # this directory is ours now
         log.info(f"registry: pulled {self.name} {version} (sha256 {meta['sha256'][:12]}…) to {out_dir}")
         return {"name": self.name, "version": version, "sha256": meta["sha256"], "dir": str(out_dir)}
