@@ -255,3 +255,55 @@ def cli_pull(name, version, out):
 
     return step.run(RegistrySettings(action="pull", backend="gitlab", name=name, config="absent.yml",
                                      version=version, out=str(out))).data
+
+
+def test_the_fake_follows_gitlabs_rules_not_mlflows(gl, mlflow_server):
+    """The stand-in is strict where GitLab is (its docs), so publish cannot pass here and fail there."""
+    import requests
+
+    base = f"{gl.api_url}/projects/42/ml/mlflow/api/2.0/mlflow"
+
+    def call(method, endpoint, token="glpat-test-api-token", header="Authorization", **kw):
+        headers = {} if token is None else {header: f"Bearer {token}" if header == "Authorization" else token}
+        return requests.request(method, f"{base}/{endpoint}", headers=headers, timeout=30, **kw)
+
+    name = model_name()
+    assert call("GET", "registered-models/get", token=None, params={"name": name}).status_code == 401
+    assert call("GET", "registered-models/get", token="nope", params={"name": name}).status_code == 401
+    assert call("GET", "registered-models/get", token="job-token-123", header="JOB-TOKEN",
+                params={"name": name}).status_code == 401  # CI_JOB_TOKEN cannot use this API
+    missing = call("GET", "registered-models/get", token="glpat-read-only", params={"name": name})
+    assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert call("POST", "registered-models/create", token="glpat-read-only", json={"name": name}).status_code == 403
+    assert call("POST", "registered-models/create", token="glpat-reporter", json={"name": name}).status_code == 401
+    assert call("GET", "registered-models/get", token="glpat-other-project", params={"name": name}).status_code == 404
+    for method, endpoint in (("POST", "model-versions/search"), ("GET", "registered-models/search"),
+                             ("POST", "runs/log-inputs"), ("POST", "registered-models/set-tag")):
+        assert call(method, endpoint, json={}).status_code == 404, endpoint
+    assert call("POST", "registered-models/create", json={"name": name, "tags": [{"key": "k", "value": "v"}]}).ok
+    bad = call("POST", "model-versions/create", json={"name": name, "tags": [{"key": "gitlab.version", "value": "v1"}]})
+    assert bad.status_code == 400 and "semantic" in bad.json()["message"]
+    made = call("POST", "model-versions/create", json={"name": name, "tags": [{"key": "gitlab.version", "value": "1.2.0"}]})
+    mv = made.json()["model_version"]
+    assert mv["aliases"] == ["1.2.0"] and mv["version"].isdigit() and mv["version"] != "1.2.0"
+    assert call("POST", "model-versions/create", json={"name": name, "tags": [
+        {"key": "gitlab.version", "value": "1.2.0"}]}).status_code == 400  # an existing version
+    assert call("GET", "model-versions/get", params={"name": name, "version": "1.2.0"}).json()[
+        "model_version"]["run_id"] == mv["run_id"]
+    run = call("GET", "runs/get", params={"run_id": mv["run_id"]}).json()["run"]
+    assert run["info"]["artifact_uri"].endswith(f"/projects/42/packages/ml_models/{mv['version']}/files/")
+    assert call("POST", "runs/set-tag", json={"run_id": mv["run_id"], "key": "gitlab.CI_JOB_ID",
+                                              "value": "not-a-job"}).status_code == 400
+    assert call("POST", "runs/set-tag", json={"run_id": mv["run_id"], "key": "a", "value": "1"}).ok
+    assert call("POST", "runs/set-tag", json={"run_id": mv["run_id"], "key": "a", "value": "1"}).status_code == 400
+    assert call("POST", "runs/log-parameter", json={"run_id": mv["run_id"], "key": "p", "value": "1"}).ok
+    assert call("POST", "runs/log-parameter", json={"run_id": mv["run_id"], "key": "p", "value": "1"}).status_code == 400
+    assert call("POST", "runs/log-batch", json={"run_id": mv["run_id"], "params": [{"key": "p", "value": "2"}],
+                                                "tags": [{"key": "a", "value": "2"}]}).ok  # already set: ignored
+    files = f"{gl.api_url}/projects/42/packages/ml_models"
+    auth = {"Authorization": "Bearer glpat-test-api-token"}
+    assert requests.put(f"{files}/{mv['version']}/files/x.bin", data=b"x",
+                        headers={"Authorization": "Bearer glpat-read-only"}, timeout=10).status_code == 403
+    assert requests.put(f"{files}/999999/files/x.bin", data=b"x", headers=auth, timeout=10).status_code == 404
+    assert requests.put(f"{files}/{mv['version']}/files/x.bin", data=b"xyz", headers=auth, timeout=10).ok
+    assert requests.get(f"{files}/{mv['version']}/files/x.bin", headers=auth, timeout=10).content == b"xyz"
