@@ -184,7 +184,7 @@ def test_each_failed_step_then_a_retry_ends_with_one_complete_version(gl, mlflow
     assert cli_pull(name, "1.3.0", tmp_path / "pulled")["sha256"] == meta["sha256"]
 
 
-def test_no_build_record_no_version_until_the_build_is_retried(gl, mlflow_server, tmp_path):
+def test_no_build_record_no_version_until_the_build_is_retried(gl, mlflow_server, tmp_path, monkeypatch, capsys):
     """The image push failed: the build job left no build.env, so publish makes no version; once the
     build is retried (its build.env exists), one complete version."""
     name = model_name()
@@ -194,7 +194,14 @@ def test_no_build_record_no_version_until_the_build_is_retried(gl, mlflow_server
     digest = "sha256:" + "e" * 64  # the retried build pushed the image and wrote its record
     (out / "build.env").write_text(f"MODELCI_IMAGE=127.0.0.1:5000/g/p/serving@{digest}\nMODELCI_IMAGE_DIGEST="
                                    f"{digest}\nMODELCI_MODEL_VERSION=1.0.0\nMODELCI_MODEL_SHA256={meta['sha256']}\n")
-    publish.run(settings(out))
+    # the retried pipeline's publish job, as the component runs it: `modelci publish` with GitLab's variables
+    for k, v in {"CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main", "CI_JOB_ID": "303",
+                 "CI_PIPELINE_ID": "556", "MODELCI_PUBLISH_FROM": str(out),
+                 "MODELCI_PUBLISH_OUT": str(tmp_path / "publish.json")}.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(["publish"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["version"]["version"] == "1.0.0" and printed == json.loads((tmp_path / "publish.json").read_text())
     runs, versions = ml(gl, mlflow_server, name)
     assert len(versions) == 1 and len(runs) == 2  # one training run, one version run
 
