@@ -125,8 +125,8 @@ class MlflowAPI:
         runs: list[dict[str, Any]] = []
         token = None
         while True:
-            body: dict[str, Any] = {"experiment_ids": [experiment_id], "max_results": max_results,
-                                    "order_by": ["created_at DESC"]}
+            # GitLab takes one experiment id and orders by creation, newest first, by default
+            body: dict[str, Any] = {"experiment_ids": [experiment_id], "max_results": max_results}
             if token:
                 body["page_token"] = token
             page = self.call("POST", "runs/search", f"listing runs of experiment {experiment_id}", body=body) or {}
