@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +76,10 @@ def semver_key(v: str) -> tuple[int, int, int]:
 
 class GitLabMlflow:
     def __init__(self, fake: Any, mlflow_url: str, store: str | os.PathLike[str], namespace: str):
-        from gitlab_fake import HTTPError  # the fake's error type (tests/gitlab_fake.py)
-
-        self.HTTPError = HTTPError
+        # the fake's own module (it may run as __main__): its error type and roles
+        fake_module = sys.modules[type(fake).__module__]
+        self.HTTPError = fake_module.HTTPError
+        self.roles = fake_module.ROLES
         self.fake = fake
         self.mlflow = mlflow_url.rstrip("/")
         self.store = Path(store)
@@ -105,9 +107,7 @@ class GitLabMlflow:
     def _auth(self, req: Any, entry: dict[str, Any], pid: str, write: bool) -> dict[str, Any]:
         info = self.fake._auth(req, entry, WRITE_SCOPES if write else READ_SCOPES)
         project = self.fake._project(pid, dict(info, role_ok=True))
-        from gitlab_fake import ROLES
-
-        if write and ROLES.get(info.get("role", "maintainer"), 0) < ROLES["developer"]:
+        if write and self.roles.get(info.get("role", "maintainer"), 0) < self.roles["developer"]:
             raise self.HTTPError(401, {"message": "401 Unauthorized"})
         return project
 
