@@ -53,6 +53,11 @@ class GitLabModelRegistry:
             raise ModelCIError("model.name: empty; set model.name in the config")
         self.api = MlflowAPI(client)
         self.name = name
+        self._model: dict[str, Any] | None = None
+
+    def _ensure_model(self) -> None:
+        if self._model is None:
+            self._model = self.api.ensure_model(self.name, description=f"{self.name}, published by modelci")
 
     # ---- experiments ------------------------------------------------------------------------------
     def log_training(self, *, run_key: str, run_name: str, params: dict[str, str], metrics: dict[str, float],
@@ -60,7 +65,7 @@ class GitLabModelRegistry:
         """One run per training in the model's experiment, found again by `modelci.run_id` (a retried
         job, or a model reused from the cache by a later pipeline): only what is missing is added,
         nothing is logged twice (GitLab refuses a param or tag set twice)."""
-        self.api.ensure_model(self.name, description=f"{self.name}, published by modelci")
+        self._ensure_model()
         exp = self.api.experiment_id(experiment_name(self.name))
         run = next((r for r in self.api.search_runs(exp) if tags_of(r).get("modelci.run_id") == run_key), None)
         created = run is None
@@ -89,7 +94,7 @@ class GitLabModelRegistry:
         require_semver(version)
         meta = json.loads(staged["model.json"])
         shas = {n: hashlib.sha256(staged[n]).hexdigest() for n in FILES}
-        self.api.ensure_model(self.name, description=f"{self.name}, published by modelci")
+        self._ensure_model()
         mv = self.api.get_version(self.name, version)
         resumed = mv is not None
         if mv is None:
@@ -115,7 +120,7 @@ class GitLabModelRegistry:
         self._complete_run(run, params, metrics, {k: v for k, v in tags.items() if k != COMPLETE})
         uploaded, present = [], []
         for file_name in FILES:
-            held = self.api.download_file(version_id, file_name)
+            held = self.api.download_file(version_id, file_name) if resumed else None  # new: holds nothing
             if held is not None and hashlib.sha256(held).hexdigest() == shas[file_name]:
                 present.append(file_name)
                 continue
