@@ -105,8 +105,11 @@ class GitLabMlflow:
         return self.HTTPError(status, body)
 
     def _auth(self, req: Any, entry: dict[str, Any], pid: str, write: bool) -> dict[str, Any]:
-        info = self.fake._auth(req, entry, WRITE_SCOPES if write else READ_SCOPES)
-        project = self.fake._project(pid, dict(info, role_ok=True))
+        # the fake's shared helpers (`auth`/`find_project` in the fakegitlab package, `_auth`/`_project` before)
+        auth = getattr(self.fake, "auth", None) or self.fake._auth
+        find_project = getattr(self.fake, "find_project", None) or self.fake._project
+        info = auth(req, entry, WRITE_SCOPES if write else READ_SCOPES)
+        project = find_project(pid, dict(info, role_ok=True))
         if write and self.roles.get(info.get("role", "maintainer"), 0) < self.roles["developer"]:
             raise self.HTTPError(401, {"message": "401 Unauthorized"})
         return project
@@ -354,20 +357,31 @@ class GitLabMlflow:
         return {k[len(prefix):]: v for k, v in self.state["files"].items() if k.startswith(prefix)}
 
 
-def attach(fake: Any, mlflow_url: str | None = None, store: str | os.PathLike[str] | None = None,
-           namespace: str | None = None) -> GitLabMlflow | None:
-    """Add the routes to a FakeGitLab (no MLflow server configured: the routes are absent, 404)."""
+def routes(fake: Any, mlflow_url: str | None = None, store: str | os.PathLike[str] | None = None,
+           namespace: str | None = None) -> list[tuple[str, dict[str, Any], str]]:
+    """The routes (pattern under /api/v4, {method: handler}, name) for a FakeGitLab, and `fake.ml` (the
+    GitLabMlflow answering them, or None without an MLflow server: then no routes, GitLab answers 404).
+    The fake GitLab calls this while it sets up its routes (its `state_file` is known by then)."""
     mlflow_url = mlflow_url or os.environ.get("FAKE_GITLAB_MLFLOW_URL")
+    fake.ml = None
     if not mlflow_url:
-        return None
+        return []
     store = store or os.environ.get("FAKE_GITLAB_MLFLOW_STORE") or os.path.join(os.getcwd(), ".fake-gitlab-ml")
     if namespace is None and getattr(fake, "state_file", None):
         # fakes that write their state next to each other (one per pipeline of one scenario) are one GitLab
         namespace = namespace_for(fake.state_file)
     namespace = namespace or os.environ.get("FAKE_GITLAB_MLFLOW_NAMESPACE") or "ns" + os.urandom(4).hex()
     ml = GitLabMlflow(fake, mlflow_url, store, namespace)
+    fake.ml = ml
     every = {m: ml.mlflow_route for m in ("GET", "POST", "PATCH", "DELETE", "PUT")}
-    fake._route(r"/projects/(?P<pid>[^/]+)/ml/mlflow/api/2\.0/mlflow/(?P<endpoint>[a-z-]+/[a-z-]+)", every, "mlflow")
-    fake._route(r"/projects/(?P<pid>[^/]+)/packages/ml_models/(?P<mvid>[^/]+)/files/(?P<path>.+)",
-                {"PUT": ml.file_route, "GET": ml.file_route}, "ml_model_files")
-    return ml
+    return [(r"/projects/(?P<pid>[^/]+)/ml/mlflow/api/2\.0/mlflow/(?P<endpoint>[a-z-]+/[a-z-]+)", every, "mlflow"),
+            (r"/projects/(?P<pid>[^/]+)/packages/ml_models/(?P<mvid>[^/]+)/files/(?P<path>.+)",
+             {"PUT": ml.file_route, "GET": ml.file_route}, "ml_model_files")]
+
+
+def attach(fake: Any, mlflow_url: str | None = None, store: str | os.PathLike[str] | None = None,
+           namespace: str | None = None) -> GitLabMlflow | None:
+    """Add the routes to a running FakeGitLab's table (see routes())."""
+    for pattern, methods, name in routes(fake, mlflow_url, store, namespace):
+        fake._route(pattern, methods, name)
+    return fake.ml
