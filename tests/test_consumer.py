@@ -249,10 +249,10 @@ def test_include_project_file_form_resolves_the_same_jobs(consumer, git_server, 
     localci.git(repo, "update-ref", "refs/remotes/origin/main", "HEAD~1")  # the commit counts as changed
     as_components = localci.list_jobs(repo, gitlab, project_path=PROJECT, env=env)
     project_form = to_project_form(consumer["snippet"], consumer["ref"])
-    assert "component:" not in project_form and project_form.count("- project: modelci/modelci") == 5
+    assert "component:" not in project_form and project_form.count("- project: modelci/modelci") == 6
     (repo / ".gitlab-ci.yml").write_text(project_form)
     shutil.rmtree(repo / ".gitlab-ci-local", ignore_errors=True)
     as_files = localci.list_jobs(repo, gitlab, project_path=PROJECT, env=env)
     assert as_files == as_components
     assert as_components == {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success",
-                             STAGING: "on_success", PROD: "manual"}
+                             "modelci:publish": "always", STAGING: "on_success", PROD: "manual"}
