@@ -130,7 +130,9 @@ def consumer(tmp_path_factory, registry, base_image, tools_image, git_server, do
     staging_url, production_url = f"http://127.0.0.1:{localci.free_port()}", f"http://127.0.0.1:{localci.free_port()}"
     ns = "consumer" + secrets.token_hex(3)
     gitlab = localci.LocalGitLab(registry, job_token="job-" + secrets.token_hex(12))
-    project_vars = {"STAGING_URL": staging_url, "PRODUCTION_URL": production_url, "MODELCI_DEPLOY_NAMESPACE": ns}
+    # a project CI/CD variable picks the generic package registry (GitLab without the Model Registry)
+    project_vars = {"STAGING_URL": staging_url, "PRODUCTION_URL": production_url, "MODELCI_DEPLOY_NAMESPACE": ns,
+                    "MODELCI_MODEL_REGISTRY": "generic"}
     state = tmp / "gitlab-state.json"
     Path("/tmp/modelci-locks").mkdir(exist_ok=True)
     res = localci.run_docker_pipeline(
@@ -264,7 +266,8 @@ def test_include_project_file_form_resolves_the_same_jobs(consumer, git_server, 
     as_files = localci.list_jobs(repo, gitlab, project_path=PROJECT, env=env)
     assert as_files == as_components
     assert as_components == {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success",
-                             STAGING: "on_success", PROD: "manual", "ml:monitor": "never"}  # schedules only
+                             "ml:publish": "always", STAGING: "on_success", PROD: "manual",
+                             "ml:monitor": "never"}  # schedules only
 
 
 def test_commit_breaking_an_expectation_is_rejected_with_the_case_named(consumer, git_server, tmp_path):

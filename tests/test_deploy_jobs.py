@@ -13,6 +13,7 @@ import yaml
 TRAIN, GATE, BUILD, STAGING, PROD, MONITOR = ("modelci:train", "modelci:gate", "modelci:build",
                                              "modelci:staging", "modelci:production", "modelci:monitor")
 RELEASE = "release:tools-image"
+PUBLISH = "modelci:publish"  # runs whenever training does, also after a REJECT (when: always)
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +33,11 @@ CASES = {
     # pipeline with the monitor's variables) and the freeze, plus the deploy jobs' GitLab settings.
     "retrain triggered by drift": (
         lambda r: None, {"FORCE_RETRAIN": "true", "MODELCI_DRIFT_RETRAIN": "true", "CI_PIPELINE_SOURCE": "api"}, [],
-        {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success", STAGING: "on_success",
+        {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success", PUBLISH: "always", STAGING: "on_success",
          PROD: "manual"}),
     "deploy freeze, data changed": (
         lambda r: _append(r, "model/modelci.yml", "# tweak\n"), {"CI_DEPLOY_FREEZE": "true"}, [],
-        {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success"}),
+        {TRAIN: "on_success", GATE: "on_success", BUILD: "on_success", PUBLISH: "always"}),
 }
 
 

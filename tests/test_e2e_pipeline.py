@@ -18,13 +18,14 @@ import localci
 import pytest
 
 pytestmark = pytest.mark.e2e
+pytest_plugins = ["mlflow_server"]  # GitLab's MLflow API, behind the fake GitLab, is a real MLflow server
 
 TRAIN, GATE, BUILD, STAGING, PROD = ("modelci:train", "modelci:gate", "modelci:build", "modelci:staging",
                                     "modelci:production")
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory, registry, base_image, docker_client):
+def scenario(tmp_path_factory, registry, base_image, docker_client, mlflow_server):
     ns = "e2e" + secrets.token_hex(3)
     staging, production = localci.free_port(), localci.free_port()
     staging_url, production_url = f"http://127.0.0.1:{staging}", f"http://127.0.0.1:{production}"
@@ -128,17 +129,21 @@ def test_data_commit_reaches_staging_not_production(scenario):
 
 
 def test_gate_evidence_reaches_gitlab(scenario):
-    """The gate's note lands on the commit (no MR) and the new model is stored in the package registry,
-    through the GitLab API (a strict stand-in server: no GitLab can run here)."""
+    """The gate's note lands on the commit (no MR), through the GitLab API (a strict stand-in server: no
+    GitLab can run here). The new model's registry version: test_models_and_runs_reach_gitlab_ml."""
     state = json.loads((scenario["repo"].parent / "gitlab-B.json").read_text())
     notes = [n for d in state["discussions"].get(f"1217@{scenario['commit_B']}", []) for n in d["notes"]]
     assert len(notes) == 1 and "<!-- modelci-report:wine -->" in notes[0]["body"]
     assert "PROMOTE" in notes[0]["body"] or "NO_CHANGE" in notes[0]["body"]
     assert any(u["alt"] == "gate" for u in state["uploads"])
-    pkgs = [p for p in state["packages"] if p.get("name") == "wine" and p.get("version") == "1.1.0"]
-    assert pkgs, state["packages"]
-    files = {f["file_name"] for f in pkgs[0].get("files", [])}
-    assert {"model.joblib", "model.json", "run.json", "verdict.json"} <= files, files
+
+
+def test_models_and_runs_reach_gitlab_ml(scenario, mlflow_server, tmp_path):
+    """One experiment run per training, one complete Model Registry version (files, metrics, job) per new
+    model, in the real MLflow server behind the fake GitLab; `registry pull` of 1.1.0 verifies."""
+    import e2e_model_registry
+
+    e2e_model_registry.check(scenario, mlflow_server, tmp_path)
 
 
 def test_staging_predictions_equal_the_registry_artifact(scenario, docker_client, tmp_path):

@@ -3,7 +3,8 @@
   GITLAB_URL=https://gitlab.example.com GITLAB_TOKEN=glpat-… GITLAB_PROJECT=group/sandbox \
   [GITLAB_MR_IID=3] pytest -m real_gitlab tests/test_real_gitlab.py
 
-The token needs the `api` scope. The tests push a throw-away package `modelci-selftest-<random>`
+The token needs the `api` scope (and the Developer role; the model registry test needs GitLab >= 17.6).
+The tests push a throw-away package and a throw-away model `modelci-selftest-<random>`
 (deleted afterwards) and, with GITLAB_MR_IID, create/update one note on that merge request.
 """
 from __future__ import annotations
@@ -76,3 +77,26 @@ def test_mr_note_updated_in_place(real_env, tmp_path):
     assert first["action"] == "created" and second["action"] == "updated"
     assert first["note_id"] == second["note_id"]
     print(json.dumps(second))
+
+
+def test_model_registry_and_experiment_round_trip(real_env, tmp_path):
+    """The publish step's MLflow calls against a real GitLab (>= 17.6): a training run, a complete
+    version with its files, a retry that changes nothing, `registry pull` verifying every file; the
+    throw-away model is deleted afterwards."""
+    from modelci.ml_registry import GitLabModelRegistry
+    from modelci.steps import publish
+    from test_publish import make_out, settings
+
+    name = f"modelci-selftest-{secrets.token_hex(4)}"
+    out, meta = make_out(tmp_path, name, build_version="1.0.0", train_job="")
+    registry = GitLabModelRegistry(gitlab_api.from_env(), name)
+    try:
+        result = publish.run(settings(out, job_id=None)).data
+        assert result["run"]["created"] and len(result["version"]["uploaded"]) == 5
+        again = publish.run(settings(out, job_id=None)).data
+        assert again["run"]["run_id"] == result["run"]["run_id"] and again["version"]["already_complete"]
+        assert registry.latest() == "1.0.0"
+        assert registry.pull("1.0.0", tmp_path / "pulled")["sha256"] == meta["sha256"]
+    finally:
+        registry.api.call("DELETE", "registered-models/delete", "deleting the self-test model",
+                          params={"name": name}, missing_ok=True)

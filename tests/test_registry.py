@@ -159,7 +159,8 @@ def test_registry_with_job_token(fake_gitlab, monkeypatch, tmp_path):
     assert {r["auth"] for r in fake_gitlab.requests} == {"job"}
 
 
-def test_registry_cli(fake_gitlab, tmp_path, capsys):
+def test_registry_cli(fake_gitlab, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MODELCI_MODEL_REGISTRY", "generic")
     cfg = tmp_path / "modelci.yml"
     cfg.write_text("model: {name: demo, major: 3}\n")
     dotenv = tmp_path / "version.env"
@@ -183,8 +184,47 @@ def test_registry_cli(fake_gitlab, tmp_path, capsys):
 
 
 def test_registry_cli_api_error_is_one_line(fake_gitlab, monkeypatch, capsys):
+    monkeypatch.setenv("MODELCI_MODEL_REGISTRY", "generic")
     monkeypatch.setenv("MODELCI_GITLAB_TOKEN", "glpat-bad-token-123456")
     assert cli.main(["registry", "latest", "--name", "demo"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "401" in err[0] and "`read_package_registry`" in err[0]
     assert "glpat-bad-token-123456" not in err[0]
+
+
+def test_pull_never_empties_a_directory_it_did_not_create(registry, tmp_path, monkeypatch):
+    d, run, v, meta = make_model(tmp_path)
+    registry.push(d, "1.0.0", run_record=run, verdict=v)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "train.py").write_text("keep")
+    monkeypatch.chdir(work)
+    for out in (".", str(work), str(tmp_path), "/"):
+        with pytest.raises(ModelCIError, match="refusing to replace"):
+            registry.pull("1.0.0", out)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    with pytest.raises(ModelCIError, match="refusing to replace"):
+        registry.pull("1.0.0", str(tmp_path / "home"))
+    foreign = work / "champion"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ModelCIError, match="not empty and was not made by"):
+        registry.pull("1.0.0", foreign)
+    assert (foreign / "notes.txt").read_text() == "mine" and (work / "train.py").read_text() == "keep"
+    (work / "empty").mkdir()
+    assert registry.pull("1.0.0", work / "empty")["sha256"] == meta["sha256"]
+    assert registry.pull("1.0.0", work / "empty")["sha256"] == meta["sha256"]  # its own earlier pull
+
+
+def test_registry_choice_and_old_boolean_values(monkeypatch):
+    from modelci.settings.registry import backend
+
+    for value, expected in (("gitlab", "gitlab"), ("generic", "generic"), ("none", "none"), ("true", "gitlab"),
+                            ("false", "none"), ("", "gitlab")):
+        monkeypatch.setenv("MODELCI_MODEL_REGISTRY", value)
+        assert backend(None) == expected
+    monkeypatch.setenv("MODELCI_MODEL_REGISTRY", "packages")
+    with pytest.raises(ModelCIError, match="gitlab, generic or none"):
+        backend(None)
+    assert backend("generic") == "generic"  # the flag wins

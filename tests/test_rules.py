@@ -21,10 +21,11 @@ import pytest
 
 TRAIN, GATE, BUILD, STAGING, PROD, MONITOR = (
     "modelci:train", "modelci:gate", "modelci:build", "modelci:staging", "modelci:production", "modelci:monitor")
+PUBLISH = "modelci:publish"
 RELEASE = ("release:tools-image", "release:notes")
-AUTO, MANUAL = "on_success", "manual"
+AUTO, MANUAL, ALWAYS = "on_success", "manual", "always"  # publish runs also after a REJECT
 
-FULL = {TRAIN: AUTO, GATE: AUTO, BUILD: AUTO, STAGING: AUTO, PROD: MANUAL}
+FULL = {TRAIN: AUTO, GATE: AUTO, PUBLISH: ALWAYS, BUILD: AUTO, STAGING: AUTO, PROD: MANUAL}
 IMAGE_ONLY = {BUILD: AUTO, STAGING: AUTO, PROD: MANUAL}
 NOTHING: dict[str, str] = {}
 
@@ -74,8 +75,8 @@ class Case:
 
 CASES = {
     # merge requests: train + gate only (the gate reports to the MR); never an image or a deploy
-    "mr_data_change": Case(change_data, {TRAIN: AUTO, GATE: AUTO}, MR_VARS, ("CI_COMMIT_BRANCH",), "more-data"),
-    "mr_config_change": Case(change_config, {TRAIN: AUTO, GATE: AUTO}, MR_VARS, ("CI_COMMIT_BRANCH",), "more-data"),
+    "mr_data_change": Case(change_data, {TRAIN: AUTO, GATE: AUTO, PUBLISH: ALWAYS}, MR_VARS, ("CI_COMMIT_BRANCH",), "more-data"),
+    "mr_config_change": Case(change_config, {TRAIN: AUTO, GATE: AUTO, PUBLISH: ALWAYS}, MR_VARS, ("CI_COMMIT_BRANCH",), "more-data"),
     "mr_app_change": Case(change_app, NOTHING, MR_VARS, ("CI_COMMIT_BRANCH",), "more-data"),
     "mr_readme_change": Case(change_readme, NOTHING, MR_VARS, ("CI_COMMIT_BRANCH",), "more-data"),
     # a push to another branch (no merge request): nothing
@@ -92,9 +93,9 @@ CASES = {
     "api_retrain_no_change": Case(no_change, FULL, {"CI_PIPELINE_SOURCE": "api"}),
     "api_pipeline_other_branch": Case(no_change, NOTHING, {"CI_PIPELINE_SOURCE": "api"}, branch="more-data"),
     # deploy freeze: train, gate and build still run, no deploy job exists
-    "deploy_freeze_data_change": Case(change_data, {TRAIN: AUTO, GATE: AUTO, BUILD: AUTO},
+    "deploy_freeze_data_change": Case(change_data, {TRAIN: AUTO, GATE: AUTO, BUILD: AUTO, PUBLISH: ALWAYS},
                                       {"CI_DEPLOY_FREEZE": "true"}),
-    "deploy_freeze_force_retrain": Case(no_change, {TRAIN: AUTO, GATE: AUTO, BUILD: AUTO},
+    "deploy_freeze_force_retrain": Case(no_change, {TRAIN: AUTO, GATE: AUTO, BUILD: AUTO, PUBLISH: ALWAYS},
                                         {"CI_DEPLOY_FREEZE": "true", "FORCE_RETRAIN": "true"}),
     # schedules: only the monitor job, with no schedule variable (pipeline variables may be blocked),
     # even on a commit that changed the data (GitLab treats `changes` as true in a schedule)
@@ -147,7 +148,7 @@ def test_rule_matrix(name, base_repo, gitlab, tmp_path):
     case = CASES[name]
     repo = prepare(base_repo, tmp_path / "repo", case)
     jobs = localci.list_jobs(repo, gitlab, variables=case.variables, unset=case.unset)
-    assert {TRAIN, GATE, BUILD, STAGING, PROD, MONITOR} <= set(jobs), jobs  # every component was included
+    assert {TRAIN, GATE, BUILD, PUBLISH, STAGING, PROD, MONITOR} <= set(jobs), jobs  # every component was included
     assert active(jobs) == case.expected, f"{name}: {jobs}"
     ok, out = localci.check_needs(repo, gitlab, variables=case.variables, unset=case.unset)
     assert ok, f"{name}: a job needs a job that does not run:\n{out}"

@@ -38,7 +38,7 @@ def main() -> int:
         "MODELCI_DEPLOY_NAMESPACE": "demo",
         # No GitLab runs here: the gate's MR/commit note and the package-registry copy are skipped (the e2e tests post it to a
         # stand-in GitLab API). Everything else is real: Docker, the registry, the pipeline.
-        "MODELCI_REPORT": "false", "MODELCI_MODEL_REGISTRY": "false"})
+        "MODELCI_REPORT": "false", "MODELCI_MODEL_REGISTRY": "none"})
     repo = localci.make_project(STATE / "repo")
     timings = {}
 

@@ -83,6 +83,16 @@ PATH="$GCL_DIR/node_modules/.bin:\$PATH" exec "$GCL_DIR/node_modules/.bin/gitlab
 WRAP
 chmod +x "$VENV/bin/gitlab-ci-local"
 
+# A real MLflow tracking server for the tests (tests/mlflow_server.py), in a virtualenv of its own:
+# the fake GitLab forwards GitLab's MLflow API to it. Pinned; modelci itself does not use it.
+MLFLOW_VERSION="3.17.0"
+MLFLOW_VENV="${MODELCI_MLFLOW_VENV:-$STATE/mlflow-venv}"
+if [ ! -x "$MLFLOW_VENV/bin/mlflow" ] || [ "$("$MLFLOW_VENV/bin/python" -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null)" != "$MLFLOW_VERSION" ]; then
+  log "installing mlflow==$MLFLOW_VERSION into $MLFLOW_VENV (the tests' MLflow tracking server)"
+  python3 -m venv "$MLFLOW_VENV"
+  "$MLFLOW_VENV/bin/pip" install -q "mlflow==$MLFLOW_VERSION" >/dev/null
+fi
+
 [ "${1:-}" = "--no-images" ] && exit 0
 
 # Base image built locally (no remote registry can be reached): debootstrap minbase + python3.

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "modelci.commands.build",
     "modelci.commands.deploy",
     "modelci.commands.registry",
+    "modelci.commands.publish",
     "modelci.commands.report",
     "modelci.commands.reproduce",
     "modelci.commands.monitor",

@@ -1,4 +1,5 @@
-"""Model versions in GitLab's generic package registry.
+"""Model versions in GitLab's generic package registry (the `model_registry: generic` choice; GitLab's
+Model Registry is modelci.ml_registry, see docs/model-registry.md).
 
 One generic package per model (package name = model name), one package version per model version
 (semver X.Y.Z). Each version holds:
@@ -28,6 +29,55 @@ from .gitlab_api import SCOPE_PACKAGES_READ, SCOPE_PACKAGES_WRITE, GitLabClient
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 PACKAGE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 UPLOAD_ORDER = ("model.joblib", "smoke.json", "run.json", "verdict.json", "model.json")
+FILES = UPLOAD_ORDER
+PULL_MARKER = ".modelci-registry-pull"
+
+
+def stage_files(model_dir: Path, version: str, *, run_record: str | os.PathLike[str],
+                verdict: str | os.PathLike[str]) -> dict[str, bytes]:
+    """The exact bytes a registry version holds, checked before anything is written anywhere: the model
+    (sha256 against model.json), a passing non-dry-run verdict for it, readable run.json and smoke.json;
+    model.json gets the version. Deterministic, so a retried job stages the same bytes."""
+    from .gate import require_passing_verdict
+
+    require_semver(version)
+    meta = artifact.verify_model(model_dir)
+    require_passing_verdict(verdict, model_dir)
+    artifact.read_json(run_record, "run record (run.json)", kind="run")
+    smoke = Path(model_dir) / "smoke.json"
+    artifact.read_json(smoke, "smoke test (smoke.json)", kind="smoke")
+    meta_out = dict(meta, version=version)
+    return {
+        "model.joblib": (Path(model_dir) / artifact.MODEL_FILE).read_bytes(),
+        "smoke.json": smoke.read_bytes(),
+        "run.json": Path(run_record).read_bytes(),
+        "verdict.json": Path(verdict).read_bytes(),
+        "model.json": (json.dumps(meta_out, indent=2, sort_keys=True, default=str) + "\n").encode(),
+    }
+
+
+def safe_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Where `registry pull --out` may write: never `/`, the home directory, the current directory (or
+    one of its parents) or a non-empty directory that an earlier pull did not create (it is replaced
+    whole, so its files would be lost). A pull leaves pull_marker(out) beside the directory it made."""
+    path = Path(out_dir)
+    resolved = path.resolve()
+    if resolved in (Path("/"), Path.home().resolve(), Path.cwd().resolve()) or resolved in Path.cwd().parents:
+        raise ModelCIError(f"--out {out_dir}: refusing to replace {resolved} (it would be emptied); "
+                           "give a new directory such as out/champion")
+    if resolved.exists():
+        if not resolved.is_dir():
+            raise ModelCIError(f"--out {out_dir}: exists and is not a directory; give a new directory")
+        if any(resolved.iterdir()) and not pull_marker(resolved).is_file():
+            raise ModelCIError(f"--out {out_dir}: directory is not empty and was not made by `modelci registry "
+                               "pull`; refusing to replace it, give a new or empty directory")
+    return path
+
+
+def pull_marker(out_dir: str | os.PathLike[str]) -> Path:
+    """The file beside a directory `registry pull` made (inside it, it would change the model directory)."""
+    path = Path(out_dir).resolve()
+    return path.parent / f".{path.name}{PULL_MARKER}"
 
 
 def parse_semver(version: Any) -> tuple[int, int, int] | None:
@@ -126,26 +176,13 @@ class ModelRegistry:
     # ---- push / pull ------------------------------------------------------------------------------
     def push(self, model_dir: str | os.PathLike[str], version: str, *, run_record: str | os.PathLike[str],
              verdict: str | os.PathLike[str]) -> dict[str, Any]:
-        from .gate import require_passing_verdict
-
         require_semver(version)
         model_dir = Path(model_dir)
         meta = artifact.verify_model(model_dir)
         if meta.get("name") != self.name:
             raise ModelCIError(f"{model_dir}/model.json: name: {meta.get('name')!r} is not the registry "
                                f"package {self.name!r}; push it under its own name")
-        require_passing_verdict(verdict, model_dir)
-        artifact.read_json(run_record, "run record (run.json)", kind="run")
-        smoke = model_dir / "smoke.json"
-        artifact.read_json(smoke, "smoke test (smoke.json)", kind="smoke")
-        meta_out = dict(meta, version=version)
-        payload = {
-            "model.joblib": (model_dir / artifact.MODEL_FILE).read_bytes(),
-            "smoke.json": smoke.read_bytes(),
-            "run.json": Path(run_record).read_bytes(),
-            "verdict.json": Path(verdict).read_bytes(),
-            "model.json": (json.dumps(meta_out, indent=2, sort_keys=True, default=str) + "\n").encode(),
-        }
+        payload = stage_files(model_dir, version, run_record=run_record, verdict=verdict)
         present: dict[str, dict[str, Any]] = {}
         package_id = self._package_id(version)
         if package_id is not None:
@@ -190,6 +227,7 @@ class ModelRegistry:
         if missing:
             raise ModelCIError(f"registry: {self.name} {version} is incomplete (missing {', '.join(missing)}); "
                                "push it again")
+        out_dir = safe_out_dir(out_dir)
         with artifact.atomic_dir(out_dir) as tmp:
             for name in UPLOAD_ORDER:
                 data = self._download(version, name)
@@ -206,5 +244,6 @@ class ModelRegistry:
             if verdict.get("sha256") != meta["sha256"]:
                 raise ModelCIError(f"registry: {self.name} {version}: verdict.json is for sha256 "
                                    f"{str(verdict.get('sha256'))[:12]}…, not this model; refusing it")
+        pull_marker(out_dir).write_text(f"{self.name} {version}\n")  # this directory is ours now
         log.info(f"registry: pulled {self.name} {version} (sha256 {meta['sha256'][:12]}…) to {out_dir}")
         return {"name": self.name, "version": version, "sha256": meta["sha256"], "dir": str(out_dir)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import Area
 from .environments import Environments
 from .issues import Issues
+from .mlflow import MLflow
 from .notes import Notes
 from .packages import Packages
 from .pipelines import Pipelines
@@ -25,4 +26,5 @@ AREAS: list[type[Area]] = [
     Schedules,
     Pipelines,
     Issues,
+    MLflow,
 ]

@@ -26,9 +26,6 @@ def register(sub: Any) -> None:
     p.add_argument("--base-image", help="BASE_IMAGE build argument [MODELCI_BASE_IMAGE; default: the Dockerfile's]")
     p.add_argument("--production-url", help="production URL, to find the champion when reusing its model "
                                             "[MODELCI_PRODUCTION_URL]")
-    p.add_argument("--model-registry", action=argparse.BooleanOptionalAction, default=None,
-                   help="also store a newly trained model (model, run record, verdict) as a version of "
-                        "GitLab's generic package registry [MODELCI_MODEL_REGISTRY=true]")
     p.add_argument("--dotenv", help="dotenv report for later jobs (MODELCI_IMAGE=…@sha256:…) "
                                     "[MODELCI_BUILD_DOTENV, default out/build.env]")
     p.set_defaults(func=run)

@@ -5,7 +5,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import env, get, pick, pick_bool, var
+from . import env, get, pick, var
 from .common import BASE_IMAGE, CANDIDATE, CONFIG, IMAGE_REPO, OUT, PRODUCTION_URL
 
 VERDICT = var("MODELCI_VERDICT", "The gate's verdict.json a freshly trained model needs (passing, not a dry "
@@ -15,9 +15,6 @@ BUILD_CONTEXT = var("MODELCI_BUILD_CONTEXT", "Directory holding the serving Dock
                     "`build_context` input).", ".", kind="path", used_by=("build",))
 SERVING_CONTEXT = var("MODELCI_SERVING_CONTEXT", "modelci's own Dockerfile and app/, used when the build "
                       "context has neither (set in the tools image).", kind="path", used_by=("build",))
-MODEL_REGISTRY = var("MODELCI_MODEL_REGISTRY", "Also store each newly trained model (model, run record, "
-                     "verdict) as a version in GitLab's generic package registry.", "false", kind="bool",
-                     used_by=("build",))
 BUILD_DOTENV = var("MODELCI_BUILD_DOTENV", "Dotenv report the build job writes for later jobs "
                    "(MODELCI_IMAGE, MODELCI_IMAGE_DIGEST, MODELCI_MODEL_VERSION, MODELCI_MODEL_SHA256).",
                    "out/build.env", kind="path", used_by=("build",))
@@ -38,7 +35,6 @@ class BuildSettings:
     context: Path
     base_image: str | None
     production_url: str | None
-    model_registry: bool
     dotenv: str
     serving_context: str | None = None
     commit_sha: str = ""
@@ -55,7 +51,6 @@ class BuildSettings:
                    context=Path(pick(args.context, BUILD_CONTEXT.name) or "."),
                    base_image=pick(args.base_image, BASE_IMAGE.name),
                    production_url=pick(args.production_url, PRODUCTION_URL.name),
-                   model_registry=pick_bool(args.model_registry, MODEL_REGISTRY.name),
                    dotenv=pick(args.dotenv, BUILD_DOTENV.name) or "out/build.env",
                    serving_context=get(SERVING_CONTEXT.name),
                    commit_sha=sha, short_sha=env("CI_COMMIT_SHORT_SHA") or sha[:8] or "local",

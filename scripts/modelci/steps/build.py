@@ -77,7 +77,7 @@ def identical_to_production(s: BuildSettings, repo: ImageRepo) -> dict[str, Any]
                                        "MODELCI_MODEL_VERSION": version, "MODELCI_MODEL_SHA256": meta["sha256"]})
     return {"status": "identical to production", "identical_to_production": True, "reason": how,
             "model_name": prod.get("name"), "model_version": version, "model_sha256": meta["sha256"],
-            "production_url": s.production_url, "image": None, "tags": [], "model_registry": None}
+            "production_url": s.production_url, "image": None, "tags": []}
 
 
 def run(s: BuildSettings) -> Result:
@@ -171,16 +171,6 @@ def run(s: BuildSettings) -> Result:
             pushed = dockerutil.stream_push(c, str(repo), version, auth)
             dockerutil.stream_push(c, str(repo), short, auth)
             push_s = time.time() - tp
-        registry_result = None
-        if s.model_registry and reason == "new model":
-            from .. import gitlab_api
-            from ..model_registry import ModelRegistry
-
-            with log.section("modelci_model_registry", f"model registry: {name} {version}"):
-                registry_result = ModelRegistry(gitlab_api.from_env(scope=gitlab_api.SCOPE_PACKAGES_WRITE),
-                                                name).push(model_dir, version,
-                                                           run_record=str(model_dir.parent / "run.json"),
-                                                           verdict=s.verdict)
         image.reload()
         digests = [d for d in image.attrs.get("RepoDigests", []) if d.startswith(f"{repo}@")]
         if not digests:
@@ -195,7 +185,7 @@ def run(s: BuildSettings) -> Result:
         "model_name": name, "model_version": version, "model_sha256": meta["sha256"], "reason": reason,
         "timings": {"build_s": round(build_s, 2), "push_s": round(push_s, 2),
                     "total_s": round(time.time() - t0, 2)},
-        "pushed_bytes_reported": pushed, "model_registry": registry_result,
+        "pushed_bytes_reported": pushed,
     }
     dockerutil.write_dotenv(s.dotenv, {
         "MODELCI_IMAGE": ref, "MODELCI_IMAGE_DIGEST": digest, "MODELCI_MODEL_VERSION": version,
