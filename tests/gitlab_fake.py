@@ -26,6 +26,8 @@ and response shapes of GitLab's REST API documentation:
   GET  POST /projects/:id/pipeline_schedules, GET PUT DELETE /projects/:id/pipeline_schedules/:id
   POST /projects/:id/pipeline_schedules/:id/variables, PUT DELETE .../variables/:key
   POST /projects/:id/pipeline                                   (create a pipeline, with variables)
+  GET  /projects/:id/deployments                                (deployments API: environment, status,
+                                                                 order_by, sort, pagination; job token ok)
 
 Strictness: 401 for a missing or unknown token (PRIVATE-TOKEN, JOB-TOKEN or Authorization: Bearer);
 a job token only works on the package endpoints (as on GitLab); 403 insufficient_scope when the
@@ -40,7 +42,8 @@ makes the next matching requests fail (mode "reset" drops the connection, "delay
 seconds first); `requests` is the request log; `dump()` is the whole state (also written as JSON to
 `state_file` after every request). Other processes can use the control routes (no auth):
 GET /__fake__/state, POST /__fake__/fail {count, status, retry_after, path_contains, mode, delay},
-POST /__fake__/reset-log.
+POST /__fake__/reset-log, POST /__fake__/deployment {project, environment, sha, status, external_url}
+(records a deployment as GitLab would after a deploy job).
 
 Run standalone for pipeline tests:
   python tests/gitlab_fake.py --port 0 --token glpat-xyz --job-token jobtok --project 42:group/project \
@@ -189,7 +192,10 @@ class FakeGitLab:
                                    "mrs": {int(i) for i in mrs}, "commits": set(commits), "tier": tier,
                                    "default_branch": "main", "branches": {"main"},
                                    "settings": {"ci_forward_deployment_enabled": False,
-                                                "ci_forward_deployment_rollback_allowed": False},
+                                                "ci_forward_deployment_rollback_allowed": False,
+                                                "restrict_user_defined_variables": False,
+                                                "ci_pipeline_variables_minimum_override_role": "developer"},
+                                   "deployments": [],
                                    "environments": [], "protected_environments": [], "variables": [],
                                    "schedules": [], "pipelines": []}
 
@@ -336,6 +342,11 @@ class FakeGitLab:
             self.fail_next(int(spec.get("count", 1)), int(spec.get("status", 503)), spec.get("retry_after"),
                            spec.get("path_contains"), spec.get("mode", "status"), float(spec.get("delay", 0)))
             return 200, {"Content-Type": "application/json"}, b'{"ok": true}'
+        if req.path == "/__fake__/deployment" and req.method == "POST":
+            spec = req.json()
+            dep = self.add_deployment(int(spec["project"]), spec["environment"], spec["sha"],
+                                      status=spec.get("status", "success"), external_url=spec.get("external_url"))
+            return 200, {"Content-Type": "application/json"}, json.dumps(dep).encode()
         if req.path == "/__fake__/reset-log" and req.method == "POST":
             with self.lock:
                 self.requests.clear()
@@ -686,6 +697,54 @@ class FakeGitLab:
                     {"PUT": self.update_schedule_var, "DELETE": self.delete_schedule_var},
                     "pipeline_schedule_variable")
         self._route(pid + r"/pipeline", {"POST": self.create_pipeline}, "pipeline_create")
+        self._route(pid + r"/deployments", {"GET": self.list_deployments}, "deployments")
+
+    # deployments API (GET /projects/:id/deployments; CI_JOB_TOKEN allowed, as on GitLab 17.x)
+    def add_deployment(self, pid: int, environment: str, sha: str, *, status: str = "success",
+                       external_url: str | None = None) -> dict[str, Any]:
+        """Record a deployment as GitLab does when a deploy job with `environment:` finishes."""
+        with self.lock:
+            project = self.projects[int(pid)]
+            env = next((e for e in project["environments"] if e["name"] == environment), None)
+            now = _now()
+            if env is None:
+                env = {"id": next(self._ids), "name": environment, "slug": environment[:24],
+                       "external_url": external_url, "state": "available",
+                       "tier": "production" if environment.startswith("prod") else "other",
+                       "created_at": now, "updated_at": now}
+                project["environments"].append(env)
+            elif external_url:
+                env["external_url"] = external_url
+            iid = len(project["deployments"]) + 1
+            dep = {"id": next(self._ids), "iid": iid, "ref": "main", "sha": sha, "status": status,
+                   "created_at": now, "updated_at": now, "finished_at": now if status == "success" else None,
+                   "user": self._author(), "environment": dict(env),
+                   "deployable": {"id": next(self._ids), "status": status, "name": f"modelci:{environment}",
+                                  "ref": "main", "tag": False, "pipeline": {"id": next(self._ids), "sha": sha,
+                                                                         "ref": "main", "status": status}}}
+            project["deployments"].append(dep)
+            return dep
+
+    def list_deployments(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
+        project = self._project(pid, self._auth(req, entry, READ, job_ok=True, min_role="reporter"))
+        q = req.query
+        order_by, sort = q.get("order_by", "id"), q.get("sort", "asc")
+        if order_by not in ("id", "iid", "created_at", "updated_at", "finished_at", "ref"):
+            raise HTTPError(400, {"error": "order_by does not have a valid value"})
+        if sort not in ("asc", "desc"):
+            raise HTTPError(400, {"error": "sort does not have a valid value"})
+        if order_by == "finished_at" and q.get("status") != "success":
+            raise HTTPError(400, {"message": "`finished_at` order is only supported with `status=success`"})
+        if q.get("status") and q["status"] not in ("created", "running", "success", "failed", "canceled",
+                                                     "skipped", "blocked"):
+            raise HTTPError(400, {"error": "status does not have a valid value"})
+        with self.lock:
+            items = [d for d in project["deployments"]
+                     if (not q.get("environment") or d["environment"]["name"] == q["environment"])
+                     and (not q.get("status") or d["status"] == q["status"])]
+        key = "iid" if order_by in ("id", "iid") else order_by
+        items.sort(key=lambda d: (d.get(key) or "", d["iid"]), reverse=sort == "desc")
+        return self._paginate(req, items)
 
     @staticmethod
     def _bool(value: Any, field: str) -> bool:
@@ -704,14 +763,22 @@ class FakeGitLab:
         project = self._project(pid, auth)
         body = req.json()
         known = {"ci_forward_deployment_enabled", "ci_forward_deployment_rollback_allowed", "description",
-                 "default_branch", "visibility", "name"}
+                 "default_branch", "visibility", "name", "restrict_user_defined_variables",
+                 "ci_pipeline_variables_minimum_override_role"}
         given = {k: v for k, v in body.items() if k in known}
         if not given:
             raise HTTPError(400, {"error": ", ".join(sorted(known)) + " are missing, at least one parameter "
                                                                        "must be provided"})
-        for key in ("ci_forward_deployment_enabled", "ci_forward_deployment_rollback_allowed"):
+        for key in ("ci_forward_deployment_enabled", "ci_forward_deployment_rollback_allowed",
+                    "restrict_user_defined_variables"):
             if key in given:
                 project["settings"][key] = self._bool(given[key], key)
+        role = given.get("ci_pipeline_variables_minimum_override_role")
+        if role is not None:
+            if role not in ("no_one_allowed", "developer", "maintainer", "owner"):
+                raise HTTPError(400, {"error": "ci_pipeline_variables_minimum_override_role does not have a "
+                                               "valid value"})
+            project["settings"]["ci_pipeline_variables_minimum_override_role"] = role
         if "default_branch" in given:
             if given["default_branch"] not in project["branches"]:
                 raise HTTPError(400, {"message": {"default_branch": ["is invalid"]}})
