@@ -60,12 +60,14 @@ def make_image(model_sha: str = SHA_A, revision: str = COMMIT, files: dict[str, 
 @pytest.fixture
 def registry():
     images: dict[str, dict] = {}
+    paths: list[str] = []
 
     class H(BaseHTTPRequestHandler):
         def log_message(self, *a):
             pass
 
         def do_GET(self):  # noqa: N802
+            paths.append(self.path)
             parts = self.path.split("/")
             kind, ref = parts[-2], parts[-1]
             for img in images.values():
@@ -93,6 +95,7 @@ def registry():
 
     add.host = host
     add.images = images
+    add.paths = paths
     yield add
     srv.shutdown()
 

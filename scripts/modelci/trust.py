@@ -186,7 +186,7 @@ def passing_verdict(model_sha256: str, workdir: str | os.PathLike[str] = ".") ->
 
 
 # ---- what production runs -------------------------------------------------------------------------
-def _registry_reader(registry: str) -> Any:
+def registry_reader(registry: str) -> Any:
     from .dockerutil import registry_credentials
     from .oci import ImageReader
 
@@ -236,7 +236,7 @@ def production_release(environment: str = "production", timeout: float = 10.0) -
         raise ModelCIError(f"{url}/lineage reports no image digest (deployed by an older modelci?); redeploy "
                            f"{environment} once with this version")
     repo, digest = split_digest_ref(image)
-    labels = _registry_reader(repo.registry).labels(repo.path, digest)
+    labels = registry_reader(repo.registry).labels(repo.path, digest)
     if labels.get(REVISION_LABEL) != dep.get("sha"):
         raise ModelCIError(f"{url}/lineage names image {digest[:19]}… of commit "
                            f"{str(labels.get(REVISION_LABEL))[:8]}, but GitLab's last successful "
@@ -259,7 +259,7 @@ def check_release(given_image: str | None, environment: str,
     refuse_committed_outputs(workdir)
     image = built_image(given_image, workdir)
     repo, digest = split_digest_ref(image)
-    sha = _registry_reader(repo.registry).labels(repo.path, digest).get(MODEL_LABEL) or ""
+    sha = registry_reader(repo.registry).labels(repo.path, digest).get(MODEL_LABEL) or ""
     if len(sha) != 64:
         raise ModelCIError(f"{image}: no {MODEL_LABEL} label; not a modelci serving image")
     verdict = passing_verdict(sha, workdir)

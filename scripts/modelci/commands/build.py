@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .. import artifact, champion, dockerutil, log
+from .. import artifact, champion, dockerutil, log, trust
 from ..errors import ModelCIError
 from ..oci import ImageRepo, RegistryClient, next_version
 
@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise ModelCIError("no image repository: pass --image or set MODELCI_IMAGE_REPO "
                            "(e.g. $CI_REGISTRY_IMAGE/serving)")
     repo = ImageRepo.parse(args.image)
+    trust.refuse_committed_outputs()  # a model or verdict committed under out/ is never built
     name, major = _model_identity(args.config)
     context = Path(args.context)
     bundled = os.environ.get("MODELCI_SERVING_CONTEXT")
