@@ -7,11 +7,11 @@ import hashlib
 import json
 
 import pytest
-from gitlab_fake import fake_gitlab  # noqa: F401 - fixture
-from test_trust import COMMIT, Lineage, registry  # noqa: F401 - fixtures
 
+from gitlab_fake import fake_gitlab  # noqa: F401 - fixture
 from modelci import champion, cli
 from modelci.errors import ModelCIError
+from test_trust import COMMIT, Lineage, registry  # noqa: F401 - fixtures
 
 PICKLE = b"model bytes standing for a pickle"
 SHA = hashlib.sha256(PICKLE).hexdigest()
