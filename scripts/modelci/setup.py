@@ -2,15 +2,22 @@
 
 Items, in order (each reported as created / updated / unchanged / unsupported, or would-create /
 would-update in a dry run):
-  project settings      "prevent outdated deployment jobs" (ci_forward_deployment_enabled) and
+  project settings      "prevent outdated deployment jobs" (ci_forward_deployment_enabled),
                         "allow job retries for rollback deployments" (ci_forward_deployment_rollback_allowed)
+                        and the minimum role to run pipelines with variables raised to at least
+                        Maintainer (ci_pipeline_variables_minimum_override_role; a stricter setting such
+                        as no_one_allowed is kept): pipeline variables outrank the components' job
+                        variables, so a Developer could otherwise steer what a job does
   environment           the production environment exists (environments API)
   protected environment who may deploy to it (protected environments API, Premium+)
   approval rules        deployment approvals (Premium+; skipped with a message where unsupported)
-  variables             project CI/CD variables (values are never printed or logged)
+  variables             project CI/CD variables (values are never printed or logged); the GitLab write
+                        token MODELCI_GITLAB_TOKEN is always scoped to the environments of the jobs
+                        that load no model (TOKEN_SCOPES: the publish and monitor jobs)
   schedule              the monitoring pipeline schedule with MODELCI_MONITOR=true
 
-Each item is read first and written only when it differs; a dry run only reads. Running it twice
+Each item is read first and written only when it differs; a dry run only reads. A write token found
+under another environment scope is reported ("exposed"), never deleted. Running it twice
 changes nothing the second time. The token must belong to a Maintainer (the settings, protected environments and
 variables APIs need it).
 """
@@ -32,6 +39,14 @@ KEY_RE = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 MASKABLE_RE = re.compile(r"^[\x21-\x7e]{8,}$")
 SCHEDULE_DESCRIPTION = "modelci: drift monitor"
 MAINTAINER = 40
+# Minimum role to run a pipeline with variables, loosest first (GitLab's projects API).
+OVERRIDE_ROLES = ("developer", "maintainer", "owner", "no_one_allowed")
+MIN_OVERRIDE_ROLE = "maintainer"
+# MODELCI_GITLAB_TOKEN (api scope) reaches only jobs of these environments: the publish job
+# (templates/publish.yml) and the scheduled monitor (templates/monitor.yml), neither of which loads a
+# model. Jobs that unpickle models (train, gate, build, deploy) never see it (docs/design.md#evaluation-set-and-champion).
+TOKEN_KEY = "MODELCI_GITLAB_TOKEN"
+TOKEN_SCOPES = ("modelci/publish", "modelci/monitor")
 
 
 @dataclass(frozen=True)
@@ -162,6 +177,7 @@ class Setup:
         self.environment()
         self.protect()
         self.variables()
+        self.token_exposure()
         if self.plan.schedule:
             self.schedule()
         changed = [i["item"] for i in self.items if i["action"] in ("created", "updated", "would-create",
@@ -184,16 +200,35 @@ class Setup:
                 f"CI/CD variables, which need Maintainer; use a Maintainer's token with the `api` scope")
 
     def settings(self) -> None:
-        want = {"ci_forward_deployment_enabled": True, "ci_forward_deployment_rollback_allowed": True}
-        have = {k: self.project.attributes.get(k) for k in want}
+        attrs = self.project.attributes
+        want: dict[str, Any] = {"ci_forward_deployment_enabled": True, "ci_forward_deployment_rollback_allowed": True}
+        have = {k: attrs.get(k) for k in want}
         diff = {k: v for k, v in want.items() if have[k] is not v}
+        # Pipeline variables: at least Maintainer (never loosen a stricter setting).
+        if "restrict_user_defined_variables" in attrs:
+            want["restrict_user_defined_variables"] = True
+            if attrs["restrict_user_defined_variables"] is not True:
+                diff["restrict_user_defined_variables"] = True
+        role = attrs.get("ci_pipeline_variables_minimum_override_role")
+        if role in OVERRIDE_ROLES:
+            keep = OVERRIDE_ROLES.index(role) >= OVERRIDE_ROLES.index(MIN_OVERRIDE_ROLE)
+            want["ci_pipeline_variables_minimum_override_role"] = role if keep else MIN_OVERRIDE_ROLE
+            if not keep:
+                diff["ci_pipeline_variables_minimum_override_role"] = MIN_OVERRIDE_ROLE
+        else:
+            log.warn("setup: this GitLab does not report ci_pipeline_variables_minimum_override_role; only "
+                     "restrict_user_defined_variables (Maintainer) can limit pipeline variables here")
+        minimum = want.get("ci_pipeline_variables_minimum_override_role") or (
+            "maintainer" if want.get("restrict_user_defined_variables") else "unknown")
         if not diff:
-            self._record("project settings", "unchanged", settings=want)
+            self._record("project settings", "unchanged", settings=want, pipeline_variables_minimum_role=minimum)
             return
         if self._write():
             with self.api("updating the project's CI/CD settings"):
                 self.client.gl.projects.update(self.project.id, diff)
-        self._record("project settings", "updated", settings=want, changed=sorted(diff))
+        self._record("project settings", "updated", settings=want, changed=sorted(diff),
+                     pipeline_variables_minimum_role=minimum,
+                     message=f"pipeline variables need the {minimum} role now")
 
     def environment(self) -> None:
         name = self.plan.environment
@@ -308,8 +343,8 @@ class Setup:
         import gitlab.exceptions as gexc
 
         proj = self.client.gl.projects.get(self.project.id, lazy=True)
-        for var in self.plan.variables:
-            item = f"variable {var.key}"
+        for var in scoped_variables(self.plan.variables):
+            item = f"variable {var.key}" + (f" ({var.scope})" if var.scope != "*" else "")
             flags = {"masked": var.masked, "protected": var.protected, "environment_scope": var.scope}
             with self.api(f"reading CI/CD variable {var.key}"):
                 try:
@@ -341,6 +376,20 @@ class Setup:
                                                     "protected": var.protected,
                                                     "filter": {"environment_scope": var.scope}})
             self._record(item, "updated", changed=sorted(diff), **flags)
+
+    def token_exposure(self) -> None:
+        """Report MODELCI_GITLAB_TOKEN defined for any other scope (e.g. '*'): every job there sees it."""
+        proj = self.client.gl.projects.get(self.project.id, lazy=True)
+        with self.api("listing CI/CD variables"):
+            found = [v.attributes for v in proj.variables.list(get_all=True)]
+        for var in found:
+            scope = var.get("environment_scope", "*")
+            if var.get("key") == TOKEN_KEY and scope not in TOKEN_SCOPES:
+                msg = (f"{TOKEN_KEY} is also defined for environment scope {scope!r}: jobs that load models "
+                       f"can read it there; delete that one (Settings > CI/CD > Variables), keep the "
+                       f"{', '.join(TOKEN_SCOPES)} ones")
+                log.warn(f"setup: {msg}")
+                self._record(f"variable {TOKEN_KEY} ({scope})", "exposed", message=msg)
 
     def schedule(self) -> None:
         p = self.plan
@@ -385,6 +434,19 @@ class Setup:
                 elif var.get("value") != "true":
                     sched.variables.update("MODELCI_MONITOR", {"value": "true"})
         self._record(item, "updated", id=sched.id, changed=changed, **detail)
+
+
+def scoped_variables(variables: list[Variable]) -> list[Variable]:
+    """MODELCI_GITLAB_TOKEN becomes one variable per TOKEN_SCOPES entry, whatever scope was asked."""
+    out: list[Variable] = []
+    for var in variables:
+        if var.key != TOKEN_KEY:
+            out.append(var)
+            continue
+        if var.scope not in ("*", *TOKEN_SCOPES):
+            log.warn(f"setup: {TOKEN_KEY} is always scoped to {', '.join(TOKEN_SCOPES)}, not {var.scope!r}")
+        out.extend(Variable(var.key, var.value, var.masked, var.protected, scope) for scope in TOKEN_SCOPES)
+    return out
 
 
 class _Unsupported(Exception):
