@@ -11,22 +11,22 @@ import pytest
 from gitlab_fake import fake_gitlab  # noqa: F401 - fixture
 from modelci import champion, cli
 from modelci.errors import ModelCIError
-from test_trust import COMMIT, Lineage, registry  # noqa: F401 - fixtures
+from test_trust import COMMIT, Lineage, oci_registry  # noqa: F401 - fixtures
 
 PICKLE = b"model bytes standing for a pickle"
 SHA = hashlib.sha256(PICKLE).hexdigest()
 
 
 @pytest.fixture
-def prod(fake_gitlab, registry, monkeypatch, tmp_path):  # noqa: F811
+def prod(fake_gitlab, oci_registry, monkeypatch, tmp_path):  # noqa: F811
     monkeypatch.delenv("MODELCI_GITLAB_TOKEN")
     monkeypatch.setenv("CI_JOB_TOKEN", "job-token-123")
     monkeypatch.chdir(tmp_path)
     lin = Lineage()
     files = {"model.joblib": PICKLE, "model.json": json.dumps({"sha256": SHA, "version": "1.2.0"}).encode(),
              "smoke.json": b'{"inputs": [], "expected": []}'}
-    ref, _ = registry("prod", model_sha=SHA, files=files)
-    yield fake_gitlab, lin, ref, registry
+    ref, _ = oci_registry("prod", model_sha=SHA, files=files)
+    yield fake_gitlab, lin, ref, oci_registry
     lin.srv.shutdown()
 
 

@@ -58,7 +58,7 @@ def make_image(model_sha: str = SHA_A, revision: str = COMMIT, files: dict[str, 
 
 
 @pytest.fixture
-def registry():
+def oci_registry():
     images: dict[str, dict] = {}
     paths: list[str] = []
 
@@ -100,20 +100,20 @@ def registry():
     srv.shutdown()
 
 
-def test_image_reader_extracts_only_the_model_directory_by_digest(registry, tmp_path):
-    ref, img = registry()
+def test_image_reader_extracts_only_the_model_directory_by_digest(oci_registry, tmp_path):
+    ref, img = oci_registry()
     path, digest = "mlops/wine/serving", img["digest"]
-    labels = ImageReader(registry.host).model_layer(path, digest, tmp_path / "m")
+    labels = ImageReader(oci_registry.host).model_layer(path, digest, tmp_path / "m")
     assert labels["io.modelci.model.sha256"] == SHA_A
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.joblib", "model.json"]  # no link
 
 
-def test_image_reader_refuses_substituted_content(registry, tmp_path):
-    ref, img = registry()
+def test_image_reader_refuses_substituted_content(oci_registry, tmp_path):
+    ref, img = oci_registry()
     config_digest = json.loads(img["manifest"])["config"]["digest"]
     img["blobs"][config_digest] = img["blobs"][config_digest].replace(b"1.2.0", b"9.9.9")
     with pytest.raises(ModelCIError, match="does not hash to its digest"):
-        ImageReader(registry.host).labels("mlops/wine/serving", img["digest"])
+        ImageReader(oci_registry.host).labels("mlops/wine/serving", img["digest"])
 
 
 # ---- committed outputs -----------------------------------------------------------------------------
@@ -189,9 +189,9 @@ def test_only_a_passing_real_verdict_for_the_exact_model_counts(tmp_path, verdic
 
 # ---- check_release -----------------------------------------------------------------------------------
 @pytest.fixture
-def release(tmp_path, registry, monkeypatch):
+def release(tmp_path, oci_registry, monkeypatch):
     """A workdir whose build record names a registry image holding model SHA_A."""
-    ref, _ = registry()
+    ref, _ = oci_registry()
     _record(tmp_path, ref)
     monkeypatch.setattr(trust, "production_release", lambda env: None)
     return tmp_path, ref
@@ -224,8 +224,8 @@ def test_release_without_verdict_needs_the_model_production_runs(release, monkey
     {"MODELCI_IMAGE": "127.0.0.1:5000/g/serving@sha256:" + "9" * 64},
 ])
 def test_production_deploy_checks_cannot_be_switched_off_by_variables(tmp_path, monkeypatch, capsys, env,
-                                                                      registry):
-    ref, _ = registry("evil", model_sha=SHA_B)
+                                                                      oci_registry):
+    ref, _ = oci_registry("evil", model_sha=SHA_B)
     (tmp_path / "forged.json").write_text(json.dumps({"sha256": SHA_B, "passed": True, "dry_run": False}))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MODELCI_IMAGE", ref)
@@ -239,9 +239,9 @@ def test_production_deploy_checks_cannot_be_switched_off_by_variables(tmp_path, 
         "modelci deploy: error: out/build.env: no build record from this pipeline's build job")
 
 
-def test_production_deploy_refuses_an_image_given_by_variable(tmp_path, monkeypatch, capsys, registry):
-    good, _ = registry("good")
-    evil, _ = registry("evil", model_sha=SHA_B)
+def test_production_deploy_refuses_an_image_given_by_variable(tmp_path, monkeypatch, capsys, oci_registry):
+    good, _ = oci_registry("good")
+    evil, _ = oci_registry("evil", model_sha=SHA_B)
     _record(tmp_path, good, verdict={"sha256": SHA_A, "passed": True, "dry_run": False})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MODELCI_IMAGE", evil)
@@ -273,7 +273,7 @@ class Lineage:
 
 
 @pytest.fixture
-def production(fake_gitlab, registry, monkeypatch):  # noqa: F811
+def production(fake_gitlab, oci_registry, monkeypatch):  # noqa: F811
     monkeypatch.delenv("MODELCI_GITLAB_TOKEN")
     monkeypatch.setenv("CI_JOB_TOKEN", "job-token-123")  # the only token deploy and gate jobs hold
     lin = Lineage()
@@ -301,15 +301,15 @@ def test_unreachable_gitlab_fails_closed(production, monkeypatch):
         trust.production_release("production")
 
 
-def test_lineage_must_agree_with_gitlab_and_the_image_labels(production, registry):
+def test_lineage_must_agree_with_gitlab_and_the_image_labels(production, oci_registry):
     fake, lin = production
-    ref, _ = registry("prod")
+    ref, _ = oci_registry("prod")
     fake.add_deployment(42, "production", COMMIT, external_url=lin.url)
     lin.body = {"model_version": "1.2.0", "sha256": SHA_A, "image": ref}
     got = trust.production_release("production")
     assert got["model_sha256"] == SHA_A and got["image"] == ref and got["commit"] == COMMIT
     # a fake /lineage naming an image pushed by a registry writer (other commit label) is refused
-    evil, _ = registry("evil", model_sha=SHA_B, revision="d" * 40)
+    evil, _ = oci_registry("evil", model_sha=SHA_B, revision="d" * 40)
     lin.body = {"model_version": "999.0.0", "sha256": SHA_B, "image": evil}
     with pytest.raises(ModelCIError, match=r"names image sha256:.* of commit dddddddd, but GitLab's last "
                                            r"successful deployment of production is commit c0ffeec0"):

@@ -4,11 +4,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
 from .errors import ModelCIError
 
+CLAIM = "-claim-"  # X.Y.Z-claim-<job>: a build's claim on version X.Y.Z (push_version)
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 
 
@@ -20,7 +22,8 @@ def parse_semver(tag: str) -> tuple[int, int, int] | None:
 def next_version(existing_tags: list[str], major: int, *, same_model_as: str | None = None) -> str:
     """Next model version (DECISIONS.md): a new model gets major.(max minor + 1).0 (major.0.0 first);
     an image rebuilt around the same model (`same_model_as` = its version) gets the next patch."""
-    versions = [v for v in (parse_semver(t) for t in existing_tags) if v]
+    # a version claimed by a build that never finished is taken too (push_version: no tag is reused)
+    versions = [v for v in (parse_semver(t.split(CLAIM, 1)[0]) for t in existing_tags) if v]
     if same_model_as is not None:
         base = parse_semver(same_model_as)
         if base is None:
@@ -215,3 +218,79 @@ class ImageReader(RegistryClient):
             raise ModelCIError(f"{path}@{digest[:19]}…: the last layer holds no {MODEL_PATH}/ (not a modelci "
                                "serving image)")
         return labels
+
+    def tag_image(self, path: str, tag: str) -> tuple[str, str] | None:
+        """(manifest digest, config digest = image id) that `tag` names now, or None when absent."""
+        import json
+        import time
+
+        url = f"{self.base}/v2/{path}/manifests/{tag}"
+        try:
+            for attempt in range(4):  # a tag being written can answer 5xx for a moment
+                resp = self.session.get(url, auth=self.auth, timeout=self.timeout,
+                                        headers={"Accept": MANIFEST_TYPES})
+                if resp.status_code < 500:
+                    break
+                time.sleep(0.2 * (attempt + 1))
+            if resp.status_code == 401 and "bearer" in resp.headers.get("WWW-Authenticate", "").lower():
+                body = self._blob_get(url, MANIFEST_TYPES)
+            elif resp.status_code == 404:
+                return None
+            elif resp.status_code >= 400:
+                raise ModelCIError(f"registry {self.base}: HTTP {resp.status_code} reading {path}:{tag}")
+            else:
+                body = resp.content
+        except requests.RequestException as exc:
+            raise ModelCIError(f"registry {self.base}: cannot connect ({exc.__class__.__name__}); "
+                               "check CI_REGISTRY and that the registry is up") from None
+        data = json.loads(body)
+        return _sha256(body), str((data.get("config") or {}).get("digest"))
+
+
+def push_version(c: Any, repo: ImageRepo, version: str, extra_tags: list[str], image: Any,
+                 auth: dict[str, str] | None) -> tuple[int, str]:
+    """Push `image` as repo:version (and extra_tags) without ever overwriting a version tag
+    (docs/design.md#versions-images-digests). Returns (bytes pushed, REPO@sha256:…).
+
+    1. before: the version tag must be absent (or already this very image: a re-run);
+    2. claim: push the image as `version-claim-<job>`, then list tags: any other build's claim on
+       the same version fails this build closed. Each build writes its claim before it reads, so of
+       two concurrent builds at most one sees no other claim (both may fail; neither overwrites);
+    3. push the version tag and extra_tags, then verify the version tag names this image.
+    A claimed version is never offered again (next_version), even when its build failed."""
+    import secrets
+
+    from . import dockerutil
+
+    user, password = dockerutil.registry_credentials()
+    reader = ImageReader(repo.registry, user, password)
+    image_id = str(image.id)
+
+    def refuse_other(tag: str, when: str) -> None:
+        found = reader.tag_image(repo.path, tag)
+        if found and found[1] != image_id:
+            raise ModelCIError(f"{repo}:{tag}: {when} the tag names another image ({found[0][:19]}…); a "
+                               "version tag is never overwritten, re-run the pipeline for the next version")
+
+    refuse_other(version, "before the push,")
+    claim = f"{version}{CLAIM}{os.environ.get('CI_JOB_ID') or secrets.token_hex(4)}"
+    image.tag(str(repo), tag=claim)
+    pushed = dockerutil.stream_push(c, str(repo), claim, auth)
+    for tag in reader.tags(repo.path):
+        if tag.startswith(version + CLAIM) and tag != claim:
+            try:
+                other = reader.tag_image(repo.path, tag)
+            except ModelCIError:  # unreadable: count it as a competing claim (fail closed)
+                other = ("", "")
+            if other and other[1] != image_id:
+                raise ModelCIError(f"{repo}:{version}: another build claims this version at the same time "
+                                   f"({tag}); failing closed without pushing it, re-run the pipeline")
+    refuse_other(version, "while claiming it,")
+    for tag in [version, *extra_tags]:
+        image.tag(str(repo), tag=tag)
+        dockerutil.stream_push(c, str(repo), tag, auth)
+    after = reader.tag_image(repo.path, version)
+    if not after or after[1] != image_id:
+        raise ModelCIError(f"{repo}:{version}: after the push the tag names another image; another build "
+                           "overwrote it, failing closed (this build's digest is not handed on)")
+    return pushed, f"{repo}@{after[0]}"

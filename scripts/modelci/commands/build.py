@@ -20,7 +20,7 @@ import yaml
 
 from .. import artifact, champion, dockerutil, log, trust
 from ..errors import ModelCIError
-from ..oci import ImageRepo, RegistryClient, next_version
+from ..oci import ImageRepo, RegistryClient, next_version, push_version
 
 
 def register(sub: Any) -> None:
@@ -163,11 +163,9 @@ def run(args: argparse.Namespace) -> int:
                 raise ModelCIError("docker build produced no image; see the log above")
             build_s = time.time() - tb
         image = c.images.get(image_id)
-        image.tag(str(repo), tag=short)
         with log.section("modelci_push", f"docker push {repo} ({version}, {short})"):
             tp = time.time()
-            pushed = dockerutil.stream_push(c, str(repo), version, auth)
-            dockerutil.stream_push(c, str(repo), short, auth)
+            pushed, pushed_ref = push_version(c, repo, version, [short], image, auth)  # never overwrites
             push_s = time.time() - tp
         registry_result = None
         if args.model_registry and reason == "new model":
@@ -179,11 +177,7 @@ def run(args: argparse.Namespace) -> int:
                                                 name).push(model_dir, version,
                                                            run_record=str(model_dir.parent / "run.json"),
                                                            verdict=args.verdict)
-        image.reload()
-        digests = [d for d in image.attrs.get("RepoDigests", []) if d.startswith(f"{repo}@")]
-        if not digests:
-            raise ModelCIError(f"pushed {version_tag} but the engine reports no digest for {repo}")
-        ref = digests[0]
+        ref = pushed_ref
         digest = ref.split("@", 1)[1]
     finally:
         shutil.rmtree(work, ignore_errors=True)
