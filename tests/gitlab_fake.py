@@ -700,9 +700,20 @@ class FakeGitLab:
         self._route(pid + r"/deployments", {"GET": self.list_deployments}, "deployments")
 
     # deployments API (GET /projects/:id/deployments; CI_JOB_TOKEN allowed, as on GitLab 17.x)
+    deployments_file: str | None = None
+
     def add_deployment(self, pid: int, environment: str, sha: str, *, status: str = "success",
-                       external_url: str | None = None) -> dict[str, Any]:
+                       external_url: str | None = None, persist: bool = True) -> dict[str, Any]:
         """Record a deployment as GitLab does when a deploy job with `environment:` finishes."""
+        if persist and self.deployments_file:
+            saved = []
+            if os.path.exists(self.deployments_file):
+                with open(self.deployments_file) as fh:
+                    saved = json.load(fh)
+            saved.append({"project": int(pid), "environment": environment, "sha": sha, "status": status,
+                          "external_url": external_url})
+            with open(self.deployments_file, "w") as fh:
+                json.dump(saved, fh)
         with self.lock:
             project = self.projects[int(pid)]
             env = next((e for e in project["environments"] if e["name"] == environment), None)
@@ -1203,6 +1214,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mr", action="append", type=int, default=[], help="merge request iid (all projects)")
     ap.add_argument("--commit", action="append", default=[], help="known commit sha (all projects)")
     ap.add_argument("--state", help="write the state as JSON to this file after every request")
+    ap.add_argument("--deployments", help="JSON file of deployments kept across runs (loaded at start, "
+                                          "rewritten on each new deployment)")
     args = ap.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         ap.error("the fake only listens on loopback")
@@ -1218,6 +1231,12 @@ def main(argv: list[str] | None = None) -> int:
     for t in args.job_token:
         tokens[t] = {"kind": "job", "scopes": ["api"], "role": "developer"}
     fake = FakeGitLab(tokens=tokens, projects=projects, state_file=args.state)
+    fake.deployments_file = args.deployments
+    if args.deployments and os.path.exists(args.deployments):
+        with open(args.deployments) as fh:
+            for dep in json.load(fh):
+                fake.add_deployment(dep["project"], dep["environment"], dep["sha"], status=dep["status"],
+                                    external_url=dep.get("external_url"), persist=False)
     url = fake.start(args.host, args.port)
     if args.state:
         fake._write_state()
