@@ -1231,13 +1231,13 @@ def main(argv: list[str] | None = None) -> int:
     for t in args.job_token:
         tokens[t] = {"kind": "job", "scopes": ["api"], "role": "developer"}
     fake = FakeGitLab(tokens=tokens, projects=projects, state_file=args.state)
+    url = fake.start(args.host, args.port)
     fake.deployments_file = args.deployments
     if args.deployments and os.path.exists(args.deployments):
         with open(args.deployments) as fh:
             for dep in json.load(fh):
                 fake.add_deployment(dep["project"], dep["environment"], dep["sha"], status=dep["status"],
                                     external_url=dep.get("external_url"), persist=False)
-    url = fake.start(args.host, args.port)
     if args.state:
         fake._write_state()
     print(json.dumps({"url": url, "api_url": fake.api_url, "port": fake.server.server_address[1]}), flush=True)
