@@ -336,3 +336,29 @@ def test_deployments_route_is_shaped_like_gitlabs(fake_gitlab):  # noqa: F811
     assert got.json()[0]["sha"] == COMMIT and got.json()[0]["environment"]["external_url"] == "http://127.0.0.1:9"
     bad = requests.get(url, params={"order_by": "finished_at"}, headers={"JOB-TOKEN": "job-token-123"}, timeout=5)
     assert bad.status_code == 400
+
+
+def test_standalone_fake_keeps_deployments_across_runs(tmp_path):
+    """The e2e harness restarts the fake per pipeline; GitLab's deployments outlive pipelines."""
+    import subprocess
+    import sys
+
+    import requests
+
+    keep = tmp_path / "deployments.json"
+    for round_ in range(2):
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "gitlab_fake.py"), "--port", "0",
+                                 "--job-token", "jt", "--project", "1217:mlops/wine", "--deployments", str(keep)],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            info = json.loads(proc.stdout.readline())
+            got = requests.get(f"{info['api_url']}/projects/1217/deployments", headers={"JOB-TOKEN": "jt"},
+                               params={"environment": "production"}, timeout=5).json()
+            assert [d["sha"] for d in got] == ["a" * 40] * round_
+            if round_ == 0:
+                requests.post(f"{info['url']}/__fake__/deployment", timeout=5, json={
+                    "project": 1217, "environment": "production", "sha": "a" * 40,
+                    "external_url": "http://127.0.0.1:9"}).raise_for_status()
+        finally:
+            proc.terminate()
+            proc.wait(10)
