@@ -55,11 +55,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.url:
         raise ModelCIError("no environment URL: pass --url or set the environment's url input")
+    if args.release_checks == "true" or args.environment == "production":
+        args.image = trust.check_release(args.image, args.environment)["image"]
     if not args.image:
         raise ModelCIError("no image: pass --image or run after the build job (its dotenv report sets "
                            "MODELCI_IMAGE)")
-    if args.release_checks == "true" or args.environment == "production":
-        args.image = trust.check_release(args.image, args.environment)["image"]
     result = deploy_lib.deploy(args.image, args.environment, args.url, namespace=args.namespace,
                                ready_timeout=args.ready_timeout,
                                base_image=args.base_image)
