@@ -2,18 +2,12 @@
 
 Items, in order (each reported as created / updated / unchanged / unsupported, or would-create /
 would-update in a dry run):
-  project settings      "prevent outdated deployment jobs" (ci_forward_deployment_enabled),
-                        "allow job retries for rollback deployments" (ci_forward_deployment_rollback_allowed)
-                        and the minimum role to run pipelines with variables raised to at least
-                        Maintainer (ci_pipeline_variables_minimum_override_role; a stricter setting such
-                        as no_one_allowed is kept): pipeline variables outrank the components' job
-                        variables, so a Developer could otherwise steer what a job does
+  project settings      "prevent outdated deployment jobs", "allow job retries for rollback deployments"
+                        and pipeline variables limited to Maintainer or stricter (they outrank job variables)
   environment           the production environment exists (environments API)
   protected environment who may deploy to it (protected environments API, Premium+)
   approval rules        deployment approvals (Premium+; skipped with a message where unsupported)
-  variables             project CI/CD variables (values are never printed or logged); the GitLab write
-                        token MODELCI_GITLAB_TOKEN is always scoped to the environments of the jobs
-                        that load no model (TOKEN_SCOPES: the publish and monitor jobs)
+  variables             project CI/CD variables (values never printed); MODELCI_GITLAB_TOKEN scoped to TOKEN_SCOPES
   schedule              the monitoring pipeline schedule with MODELCI_MONITOR=true
 
 Each item is read first and written only when it differs; a dry run only reads. A write token found
@@ -42,9 +36,8 @@ MAINTAINER = 40
 # Minimum role to run a pipeline with variables, loosest first (GitLab's projects API).
 OVERRIDE_ROLES = ("developer", "maintainer", "owner", "no_one_allowed")
 MIN_OVERRIDE_ROLE = "maintainer"
-# MODELCI_GITLAB_TOKEN (api scope) reaches only jobs of these environments: the publish job
-# (templates/publish.yml) and the scheduled monitor (templates/monitor.yml), neither of which loads a
-# model. Jobs that unpickle models (train, gate, build, deploy) never see it (docs/design.md#evaluation-set-and-champion).
+# MODELCI_GITLAB_TOKEN reaches only the publish job and the scheduled monitor, which load no model
+# (docs/design.md#evaluation-set-and-champion).
 TOKEN_KEY = "MODELCI_GITLAB_TOKEN"
 TOKEN_SCOPES = ("modelci/publish", "modelci/monitor")
 
@@ -215,9 +208,6 @@ class Setup:
             want["ci_pipeline_variables_minimum_override_role"] = role if keep else MIN_OVERRIDE_ROLE
             if not keep:
                 diff["ci_pipeline_variables_minimum_override_role"] = MIN_OVERRIDE_ROLE
-        else:
-            log.warn("setup: this GitLab does not report ci_pipeline_variables_minimum_override_role; only "
-                     "restrict_user_defined_variables (Maintainer) can limit pipeline variables here")
         minimum = want.get("ci_pipeline_variables_minimum_override_role") or (
             "maintainer" if want.get("restrict_user_defined_variables") else "unknown")
         if not diff:
