@@ -163,6 +163,7 @@ class ServingApp:
             "data_sha256": meta.get("data_sha256"), "commit": meta.get("commit"),
             "run_id": meta.get("run_id"), "metrics": meta.get("metrics") or {},
             "trained_at": meta.get("trained_at"),
+            **({"image": os.environ["MODELCI_IMAGE"]} if os.environ.get("MODELCI_IMAGE") else {}),  # by deploy
         })
         self._version_bytes = m.version
 

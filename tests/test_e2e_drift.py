@@ -45,7 +45,7 @@ class Fake:
         self.maintainer, self.developer = "glpat-m-" + secrets.token_hex(6), "glpat-d-" + secrets.token_hex(6)
         args = [str(localci.VENV_BIN / "python"), str(localci.ROOT / "tests" / "gitlab_fake.py"), "--port", "0",
                 "--token", self.maintainer, "--developer-token", self.developer, "--project", "1217:mlops/wine",
-                "--state", str(state)]
+                "--pipeline-variables-role", "maintainer", "--state", str(state)]
         for c in localci.git(repo, "rev-list", "--all").split():
             args += ["--commit", c]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, start_new_session=True)

@@ -140,7 +140,7 @@ def test_fake_issues_filters_and_state_events(fake_gitlab):
 def test_pipeline_variables_need_the_projects_minimum_role(fake_gitlab):
     fake_gitlab.add_token("glpat-dev", scopes=["api"], role="developer")
     project = fake_gitlab.projects[42]
-    assert project["ci_pipeline_variables_minimum_override_role"] == "maintainer"
+    project["settings"]["ci_pipeline_variables_minimum_override_role"] = "maintainer"  # as `modelci setup` sets it
     refused = _api(fake_gitlab, "POST", "/projects/42/pipeline", token="glpat-dev",
                    json={"ref": "main", "variables": [{"key": "FORCE_RETRAIN", "value": "true"}]})
     assert refused.status_code == 400
@@ -150,7 +150,7 @@ def test_pipeline_variables_need_the_projects_minimum_role(fake_gitlab):
     assert ok.status_code == 201 and ok.json()["source"] == "api"
     assert _api(fake_gitlab, "POST", "/projects/42/pipeline", json={"ref": "main", "variables": [
         {"key": "A", "value": "1"}]}).status_code == 201  # the maintainer's token may
-    project["ci_pipeline_variables_minimum_override_role"] = "no_one_allowed"
+    project["settings"]["ci_pipeline_variables_minimum_override_role"] = "no_one_allowed"
     assert _api(fake_gitlab, "POST", "/projects/42/pipeline", json={"ref": "main", "variables": [
         {"key": "A", "value": "1"}]}).status_code == 400
 

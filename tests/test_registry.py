@@ -200,11 +200,11 @@ def test_pull_never_empties_a_directory_it_did_not_create(registry, tmp_path, mo
     (work / "train.py").write_text("keep")
     monkeypatch.chdir(work)
     for out in (".", str(work), str(tmp_path), "/"):
-        with pytest.raises(ModelCIError, match="refusing to replace"):
+        with pytest.raises(ModelCIError, match="is never replaced by an output"):
             registry.pull("1.0.0", out)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
-    with pytest.raises(ModelCIError, match="refusing to replace"):
+    with pytest.raises(ModelCIError, match="the home directory is never replaced"):
         registry.pull("1.0.0", str(tmp_path / "home"))
     foreign = work / "champion"
     foreign.mkdir()

@@ -58,7 +58,9 @@ def test_real_run_then_idempotent(fake_gitlab, capsys, env):
     assert SECRET not in json.dumps(result) + err
     project = fake_gitlab.projects[42]
     assert project["settings"] == {"ci_forward_deployment_enabled": True,
-                                   "ci_forward_deployment_rollback_allowed": True}
+                                   "ci_forward_deployment_rollback_allowed": True,
+                                   "restrict_user_defined_variables": True,
+                                   "ci_pipeline_variables_minimum_override_role": "maintainer"}
     assert [e["name"] for e in project["environments"]] == ["production"]
     assert project["environments"][0]["tier"] == "production"
     (pe,) = project["protected_environments"]
@@ -69,8 +71,8 @@ def test_real_run_then_idempotent(fake_gitlab, capsys, env):
     assert variables["MODEL_API_KEY"]["protected"] and variables["PLAIN_SETTING"]["value"] == "another-secret-value"
     (sched,) = project["schedules"]
     assert sched["cron"] == "30 5 * * *" and sched["ref"] == "main" and sched["active"]
-    assert sched["variables"] == [{"key": "MODELCI_MONITOR", "variable_type": "env_var", "value": "true",
-                                   "raw": False}]
+    # no schedule variable: the monitor job runs in every schedule (pipeline variables may be blocked)
+    assert sched["variables"] == []
 
     fake_gitlab.requests.clear()
     code, result, err = _run(capsys, *ARGS)
@@ -147,3 +149,45 @@ def test_help(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["setup", "--help"])
     assert exc.value.code == 0 and "--dry-run" in capsys.readouterr().out
+
+
+# ---- issue 12: pipeline variables closed to Developers; the write token scoped to publish/monitor ---
+@pytest.mark.parametrize("before,after,action", [
+    ("developer", "maintainer", "updated"),
+    ("maintainer", "maintainer", "unchanged"),
+    ("owner", "owner", "unchanged"),
+    ("no_one_allowed", "no_one_allowed", "unchanged"),  # never loosened
+])
+def test_setup_raises_the_pipeline_variables_role_and_never_loosens_it(fake_gitlab, capsys, before, after,
+                                                                         action):
+    settings = fake_gitlab.projects[42]["settings"]
+    settings.update(ci_forward_deployment_enabled=True, ci_forward_deployment_rollback_allowed=True,
+                    restrict_user_defined_variables=True, ci_pipeline_variables_minimum_override_role=before)
+    code, result, err = _run(capsys, "--no-schedule")
+    assert code == 0, err
+    item = next(i for i in result["items"] if i["item"] == "project settings")
+    assert item["action"] == action and item["pipeline_variables_minimum_role"] == after
+    assert settings["ci_pipeline_variables_minimum_override_role"] == after
+    assert settings["restrict_user_defined_variables"] is True
+
+
+def test_setup_scopes_the_write_token_to_publish_and_monitor(fake_gitlab, capsys, monkeypatch):
+    monkeypatch.setenv("TOKEN_VALUE", "glpat-0123456789abcdef")
+    monkeypatch.setenv("MODELCI_GITLAB_TOKEN", "glpat-test-api-token")
+    code, result, err = _run(capsys, "--no-schedule", "--variable", "MODELCI_GITLAB_TOKEN=glpat-0123456789abcdef")
+    assert code == 0, err
+    scopes = sorted(v["environment_scope"] for v in fake_gitlab.projects[42]["variables"]
+                    if v["key"] == "MODELCI_GITLAB_TOKEN")
+    assert scopes == ["modelci/monitor", "modelci/publish"]
+    assert {"variable MODELCI_GITLAB_TOKEN (modelci/publish)", "variable MODELCI_GITLAB_TOKEN (modelci/monitor)"} \
+        <= set(_actions(result))
+    assert "glpat-0123456789abcdef" not in err + json.dumps(result)
+    # a token left under the '*' scope (every job, including those that load models) is reported
+    import requests
+
+    requests.post(f"{fake_gitlab.api_url}/projects/42/variables", headers={"PRIVATE-TOKEN": "glpat-test-api-token"},
+                  json={"key": "MODELCI_GITLAB_TOKEN", "value": "glpat-old-token-value", "environment_scope": "*"},
+                  timeout=5).raise_for_status()
+    code, result, err = _run(capsys, "--no-schedule")
+    assert code == 0 and _actions(result)["variable MODELCI_GITLAB_TOKEN (*)"] == "exposed"
+    assert "is also defined for environment scope '*'" in err

@@ -36,6 +36,23 @@ GLOBAL_KEYS = {"default", "stages", "variables", "image", "before_script", "afte
                "services", "cache"}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """GitLab rejects a mapping with a repeated key; PyYAML would silently keep the last one."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_unique(text: str) -> object:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_component(path: Path) -> tuple[dict, str]:
     text = path.read_text()
     head, sep, body = text.partition("\n---\n")
@@ -162,7 +179,11 @@ def lint() -> list[str]:
                 problems.append(f"{rel}: $[[ inputs.{name} ]] is used but not declared in spec.inputs")
             for name in sorted(set(inputs) - used):
                 problems.append(f"{rel}: spec.inputs.{name} is declared but never used; remove it or use it")
-            doc = flatten_rules(yaml.safe_load(fill(body, inputs)) or {})
+            try:
+                doc = flatten_rules(load_unique(fill(body, inputs)) or {})
+            except yaml.YAMLError as exc:
+                problems.append(f"{rel}: {str(exc).splitlines()[0]} ({' '.join(str(exc).split()[-4:])})")
+                continue
             bodies[path.stem] = doc
             for key in sorted(GLOBAL_KEYS & set(doc)):
                 problems.append(f"{rel}: global `{key}:` leaks into every consumer; set it per job instead")

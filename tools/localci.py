@@ -172,10 +172,14 @@ class FakeGitLabProcess:
     knowing every commit of the repo. Its state (notes, uploads, packages) is dumped to a JSON file."""
 
     def __init__(self, repo: Path, state_file: Path, token: str, project: str = "1217:mlops/wine",
-                 mrs: tuple[int, ...] = ()):
+                 mrs: tuple[int, ...] = (), job_token: str | None = None):
         commits = git(repo, "rev-list", "--all").split()
+        # deployments outlive one pipeline run, as on GitLab (the champion and release checks read them)
         args = [str(VENV_BIN / "python"), str(ROOT / "tests" / "gitlab_fake.py"), "--port", "0",
-                "--token", token, "--project", project, "--state", str(state_file)]
+                "--token", token, "--project", project, "--state", str(state_file),
+                "--deployments", str(repo.parent / "gitlab-deployments.json")]
+        if job_token:
+            args += ["--job-token", job_token]
         for c in commits:
             args += ["--commit", c]
         for m in mrs:
@@ -187,6 +191,29 @@ class FakeGitLabProcess:
             raise RuntimeError("the fake GitLab did not start")
         self.info = json.loads(line)
         self.api_url = self.info["api_url"]
+        self.project_id = int(project.split(":", 1)[0])
+
+    def record_deployments(self, result: PipelineResult, repo: Path, variables: dict[str, str]) -> None:
+        """What GitLab does when a deploy job with `environment:` succeeds: a deployment of the
+        commit the job's pipeline built (the deployed image's revision label: a rollback re-run
+        deploys an older pipeline's commit), with the environment's URL."""
+        import docker
+
+        for env in ("staging", "production"):
+            if result.jobs.get(f"modelci:{env}") != "passed":
+                continue
+            url = variables.get(f"MODELCI_{env.upper()}_URL") or variables.get(f"{env.upper()}_URL", "")
+            sha = git(repo, "rev-parse", "HEAD")
+            try:
+                image = lineage(url).get("image") or ""
+                sha = docker.from_env().images.get(image).labels.get("org.opencontainers.image.revision") or sha
+            except Exception:  # noqa: BLE001 - the job passed; keep HEAD as its commit
+                pass
+            body = json.dumps({"project": self.project_id, "environment": env, "sha": sha,
+                               "external_url": url}).encode()
+            req = urllib.request.Request(self.info["url"] + "/__fake__/deployment", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=10).read()  # noqa: S310 - loopback only
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -232,7 +259,8 @@ def _gitlab_ci_local(repo: Path, gitlab: LocalGitLab, executor_args: list[str], 
     fake = None
     if fake_gitlab is not None:
         token = "glpat-local-" + os.urandom(6).hex()
-        fake = FakeGitLabProcess(repo, fake_gitlab, token, project=f"1217:{project_path}", mrs=mrs)
+        fake = FakeGitLabProcess(repo, fake_gitlab, token, project=f"1217:{project_path}", mrs=mrs,
+                                 job_token=gitlab.job_token)
         gitlab = LocalGitLab(gitlab.registry, api_url=fake.api_url, job_token=gitlab.job_token,
                              extra={**gitlab.extra, "MODELCI_GITLAB_TOKEN": token})
     seed_own_component_includes(repo)
@@ -257,15 +285,17 @@ def _gitlab_ci_local(repo: Path, gitlab: LocalGitLab, executor_args: list[str], 
             if echo:
                 print(line, end="", flush=True)
         proc.wait(timeout)
+        out = ANSI.sub("", "".join(lines))
+        result = PipelineResult(proc.returncode, out, seconds=time.time() - t0)
+        for status, num, unit, job in JOB_LINE.findall(out):
+            result.jobs[job] = {"PASS": "passed", "FAIL": "failed", "WARN": "warning"}[status]
+            if num:
+                result.job_seconds[job] = round(float(num) * UNIT[unit], 2)
+        if fake:
+            fake.record_deployments(result, repo, merged)
     finally:
         if fake:
             fake.stop()
-    out = ANSI.sub("", "".join(lines))
-    result = PipelineResult(proc.returncode, out, seconds=time.time() - t0)
-    for status, num, unit, job in JOB_LINE.findall(out):
-        result.jobs[job] = {"PASS": "passed", "FAIL": "failed", "WARN": "warning"}[status]
-        if num:
-            result.job_seconds[job] = round(float(num) * UNIT[unit], 2)
     result.gitlab_variables = merged  # type: ignore[attr-defined]  # what the jobs were given
     return result
 

@@ -1,23 +1,30 @@
-"""Find the champion: the model production serves now (docs/design.md#evaluation-set-and-champion).
+"""Find the champion: the model production runs now (docs/design.md#evaluation-set-and-champion).
 
-Order: production's lineage endpoint (works anywhere); else the registry's highest model version
-(fallback). The champion's artifact is copied out of its serving image, verified by sha256.
+The champion is named only by `trust.production_release`: GitLab's last successful production
+deployment, production's /lineage at the URL GitLab records (it reports the image digest the deploy
+started) and that image's labels read by digest. Never by "highest tag" of the serving image: anyone
+who can push to the registry can push `serving:999.0.0`. A project that never deployed to
+production has no champion; production silent while a deployment exists, or GitLab's API
+unreachable, fails closed.
+
+Only the model is fetched: the image's last layer (the model directory) through the registry API,
+every blob checked against its digest, then model.joblib checked against the sha256 the trusted
+record names, before anything can unpickle it.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from . import artifact, dockerutil, log
+from . import artifact, log, trust
 from .errors import ModelCIError
-from .oci import ImageRepo, RegistryClient, parse_semver
+from .oci import ImageRepo, split_digest_ref
 
 
 def lineage(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
-    """GET <url>/lineage, or None when nothing answers there (no production yet)."""
+    """GET <url>/lineage, or None when nothing answers there."""
     try:
         resp = requests.get(url.rstrip("/") + "/lineage", timeout=timeout)
     except requests.RequestException:
@@ -31,47 +38,45 @@ def lineage(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("model_version") else None
 
 
-def latest_version(repo: ImageRepo) -> str | None:
-    user, password = dockerutil.registry_credentials()
-    tags = RegistryClient(repo.registry, user, password).tags(repo.path)
-    versions = sorted((v, t) for t in tags if (v := parse_semver(t)))
-    return versions[-1][1] if versions else None
-
-
-def resolve(production_url: str | None, repo: ImageRepo) -> dict[str, Any] | None:
-    """Return {"version", "source", "lineage"} for the champion, or None for the very first model."""
-    if production_url:
-        info = lineage(production_url)
-        if info:
-            log.info(f"champion: production at {production_url} serves {info.get('name')} "
-                     f"{info['model_version']} (sha256 {str(info.get('sha256'))[:12]}…)")
-            return {"version": info["model_version"], "source": "production-lineage", "lineage": info}
-        log.warn(f"champion: nothing answers at {production_url}/lineage; falling back to the registry")
-    version = latest_version(repo)
-    if version:
-        log.info(f"champion: registry's latest model version {version} ({repo})")
-        return {"version": version, "source": "registry-latest", "lineage": None}
-    log.info("champion: none (no production and no version in the registry): first model")
-    return None
-
-
-def fetch(production_url: str | None, repo: ImageRepo, out_dir: str | Path) -> dict[str, Any] | None:
-    """Resolve the champion and copy its model directory to out_dir (verified). None = no champion."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    found = resolve(production_url, repo)
-    if not found:
+def resolve(production_url: str | None, environment: str = "production") -> dict[str, Any] | None:
+    """The trusted record of the champion (trust.production_release), or None for a project that never
+    deployed to `environment`. A production URL given otherwise must be the one GitLab records."""
+    record = trust.production_release(environment)
+    if record is None:
+        log.info(f"champion: GitLab records no successful {environment} deployment: no champion (first model)")
         return None
-    c = dockerutil.client()
-    auth = dockerutil.login(c, repo.registry)
-    ref = repo.tag(found["version"])
-    dockerutil.pull(c, ref, auth)
-    dockerutil.extract_dir(c, ref, "/app/artifact", out_dir)
-    meta = artifact.verify_model(out_dir)
-    lin = found.get("lineage") or {}
-    if lin.get("sha256") and lin["sha256"] != meta["sha256"]:
-        raise ModelCIError(f"champion image {ref} holds model sha256 {meta['sha256'][:12]}… but production "
-                           f"reports {lin['sha256'][:12]}…; the registry tag was overwritten, investigate")
-    found.update({"image": ref, "sha256": meta["sha256"], "dir": str(out_dir)})
-    return found
+    if production_url and production_url.rstrip("/") != record["url"]:
+        raise ModelCIError(f"production URL {production_url}: not the URL GitLab records for {environment} "
+                           f"({record['url']}); the champion is read only from GitLab's record, fix the "
+                           "production_url input or the environment's url")
+    log.info(f"champion: {environment} runs {record['image']} (model {record['model_version']}, sha256 "
+             f"{record['model_sha256'][:12]}…, deployment #{record['deployment_id']})")
+    return record
+
+
+def fetch(production_url: str | None, repo: ImageRepo | None, out_dir: str | Path,
+          environment: str = "production") -> dict[str, Any] | None:
+    """Copy the champion's model directory to out_dir, verified against the trusted record. Returns
+    {"version", "image", "digest", "sha256", "dir", "source"}; None (out_dir absent) = no champion."""
+    out_dir = Path(out_dir)
+    artifact.refuse_unsafe_out(out_dir)
+    artifact.check_replaceable(out_dir)
+    trust.refuse_committed_outputs()
+    found = resolve(production_url, environment)
+    if not found:
+        if out_dir.exists() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        return None
+    image_repo, digest = split_digest_ref(found["image"])
+    if repo is not None and str(repo) != str(image_repo):
+        log.warn(f"champion: production runs an image of {image_repo}, not of {repo}; reading it by digest")
+    with artifact.atomic_dir(out_dir) as tmp:
+        trust.registry_reader(image_repo.registry).model_layer(image_repo.path, digest, tmp)
+        model = tmp / artifact.MODEL_FILE
+        if not model.is_file() or artifact.sha256_file(model) != found["model_sha256"]:
+            raise ModelCIError(f"champion {found['image']}: its model file does not match the sha256 the "
+                               f"deployment record names ({found['model_sha256'][:12]}…); refusing to load it")
+        meta = artifact.verify_model(tmp)
+    return {"version": found["model_version"] or meta.get("version"), "source": "production-deployment",
+            "image": found["image"], "digest": digest, "sha256": found["model_sha256"], "dir": str(out_dir),
+            "deployment_id": found["deployment_id"], "commit": found["commit"]}

@@ -288,7 +288,8 @@ class DockerTarget:
         name = f"modelci-{self.ns}-{self.env}-{digest}-{secrets.token_hex(2)}"
         return self.c.containers.run(
             image_ref, name=name, detach=True, network_mode="host",
-            environment={"PORT": str(port), "HOST": "127.0.0.1", "MODELCI_ENVIRONMENT": self.env},
+            environment={"PORT": str(port), "HOST": "127.0.0.1", "MODELCI_ENVIRONMENT": self.env,
+                         "MODELCI_IMAGE": image_ref},  # /lineage reports it (trust.production_release)
             labels={LABEL_NS: self.ns, LABEL_ENV: self.env, LABEL_ROLE: "backend",
                     "io.modelci.port": str(port), "io.modelci.image": image_ref},
             restart_policy={"Name": "unless-stopped"})

@@ -61,10 +61,8 @@ def safe_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     one of its parents) or a non-empty directory that an earlier pull did not create (it is replaced
     whole, so its files would be lost). A pull leaves pull_marker(out) beside the directory it made."""
     path = Path(out_dir)
+    artifact.refuse_unsafe_out(path)
     resolved = path.resolve()
-    if resolved in (Path("/"), Path.home().resolve(), Path.cwd().resolve()) or resolved in Path.cwd().parents:
-        raise ModelCIError(f"--out {out_dir}: refusing to replace {resolved} (it would be emptied); "
-                           "give a new directory such as out/champion")
     if resolved.exists():
         if not resolved.is_dir():
             raise ModelCIError(f"--out {out_dir}: exists and is not a directory; give a new directory")

@@ -1,13 +1,16 @@
 """Image references, semver model versions and the Docker Registry HTTP API v2 (tags list)."""
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
 from .errors import ModelCIError
 
+CLAIM = "-claim-"  # X.Y.Z-claim-<job>: a build's claim on version X.Y.Z (push_version)
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 
 
@@ -19,7 +22,8 @@ def parse_semver(tag: str) -> tuple[int, int, int] | None:
 def next_version(existing_tags: list[str], major: int, *, same_model_as: str | None = None) -> str:
     """Next model version (docs/design.md#versions-images-digests): a new model gets major.(max minor + 1).0 (major.0.0 first);
     an image rebuilt around the same model (`same_model_as` = its version) gets the next patch."""
-    versions = [v for v in (parse_semver(t) for t in existing_tags) if v]
+    # a version claimed by a build that never finished is taken too (push_version: no tag is reused)
+    versions = [v for v in (parse_semver(t.split(CLAIM, 1)[0]) for t in existing_tags) if v]
     if same_model_as is not None:
         base = parse_semver(same_model_as)
         if base is None:
@@ -102,3 +106,191 @@ class RegistryClient:
             m = re.search(r"<([^>]+)>;\s*rel=\"next\"", link)
             url = f"{self.base}{m.group(1)}" if m else None
         return tags
+
+
+# ---- content-addressed reads (docs/design.md#versions-images-digests) -----------------------------
+# Every byte read below is checked against the digest that names it, so the registry (or anyone who
+# can push to it) cannot substitute content for a digest that came from a trusted record.
+MANIFEST_TYPES = ", ".join([
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+])
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+MODEL_LABEL = "io.modelci.model.sha256"
+REVISION_LABEL = "org.opencontainers.image.revision"
+MODEL_PATH = "app/artifact"  # where the serving Dockerfile copies the model, in its last layer
+
+
+def split_digest_ref(ref: str) -> tuple[ImageRepo, str]:
+    """`REGISTRY/PATH@sha256:…` -> (repo, digest); anything else is a one-line error."""
+    repo, sep, digest = ref.partition("@")
+    if not sep or not DIGEST_RE.match(digest):
+        raise ModelCIError(f"image {ref!r} is not pinned by digest (REGISTRY/PATH@sha256:<64 hex>)")
+    return ImageRepo.parse(repo.rsplit(":", 1)[0] if repo.rsplit("/", 1)[-1].count(":") else repo), digest
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class ImageReader(RegistryClient):
+    """Reads one image's manifest, config and layers by digest, verifying every digest."""
+
+    def _blob_get(self, url: str, accept: str | None = None) -> bytes:
+        headers = {"Accept": accept} if accept else {}
+        try:
+            resp = self.session.get(url, auth=self.auth, timeout=max(self.timeout, 60), headers=headers)
+            if resp.status_code == 401 and "bearer" in resp.headers.get("WWW-Authenticate", "").lower():
+                params = dict(re.findall(r'(\w+)="([^"]*)"', resp.headers["WWW-Authenticate"]))
+                tok = self.session.get(params.pop("realm"), params=params, auth=self.auth,
+                                       timeout=self.timeout)
+                tok.raise_for_status()
+                token = tok.json().get("token") or tok.json().get("access_token")
+                resp = self.session.get(url, timeout=max(self.timeout, 60),
+                                        headers={**headers, "Authorization": f"Bearer {token}"})
+        except requests.RequestException as exc:
+            raise ModelCIError(f"registry {self.base}: cannot connect ({exc.__class__.__name__}); "
+                               "check CI_REGISTRY and that the registry is up") from None
+        if resp.status_code >= 400:
+            raise ModelCIError(f"registry {self.base}: HTTP {resp.status_code} reading {url.split('/v2/')[-1]}")
+        return resp.content
+
+    def manifest(self, path: str, digest: str) -> dict:
+        import json
+
+        body = self._blob_get(f"{self.base}/v2/{path}/manifests/{digest}", MANIFEST_TYPES)
+        if _sha256(body) != digest:
+            raise ModelCIError(f"registry {self.base}: manifest of {path}@{digest[:19]}… does not hash to "
+                               "its digest; refusing it")
+        data = json.loads(body)
+        if not isinstance(data, dict) or not data.get("layers") or not data.get("config"):
+            raise ModelCIError(f"{path}@{digest[:19]}…: not a single-platform image manifest")
+        return data
+
+    def blob(self, path: str, digest: str) -> bytes:
+        if not DIGEST_RE.match(str(digest)):
+            raise ModelCIError(f"{path}: blob digest {digest!r} is not sha256:<64 hex>")
+        body = self._blob_get(f"{self.base}/v2/{path}/blobs/{digest}")
+        if _sha256(body) != digest:
+            raise ModelCIError(f"registry {self.base}: blob {digest[:19]}… of {path} does not hash to its "
+                               "digest; refusing it")
+        return body
+
+    def labels(self, path: str, digest: str) -> dict[str, str]:
+        import json
+
+        config = json.loads(self.blob(path, self.manifest(path, digest)["config"]["digest"]))
+        return dict((config.get("config") or {}).get("Labels") or {})
+
+    def model_layer(self, path: str, digest: str, dest: str | os.PathLike[str]) -> dict[str, str]:
+        """Extract the image's last layer (the model directory, MODEL_PATH) into dest; return the
+        image's labels. Only regular files under MODEL_PATH are written (no links, no '..')."""
+        import gzip
+        import io
+        import json
+        import tarfile
+        from pathlib import Path
+
+        manifest = self.manifest(path, digest)
+        labels = dict((json.loads(self.blob(path, manifest["config"]["digest"])).get("config") or {})
+                      .get("Labels") or {})
+        layer = self.blob(path, manifest["layers"][-1]["digest"])
+        raw = gzip.decompress(layer) if layer[:2] == b"\x1f\x8b" else layer
+        out = Path(dest)
+        written = 0
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            for member in tar.getmembers():
+                parts = Path(member.name.lstrip("./")).parts
+                if len(parts) <= 2 or tuple(parts[:2]) != tuple(MODEL_PATH.split("/")):
+                    continue
+                rel = Path(*parts[2:])
+                if not member.isfile() or ".." in rel.parts or rel.name.startswith(".wh."):
+                    continue
+                target = out / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fh = tar.extractfile(member)
+                assert fh is not None
+                target.write_bytes(fh.read())
+                written += 1
+        if not written:
+            raise ModelCIError(f"{path}@{digest[:19]}…: the last layer holds no {MODEL_PATH}/ (not a modelci "
+                               "serving image)")
+        return labels
+
+    def tag_image(self, path: str, tag: str) -> tuple[str, str] | None:
+        """(manifest digest, config digest = image id) that `tag` names now, or None when absent."""
+        import json
+        import time
+
+        url = f"{self.base}/v2/{path}/manifests/{tag}"
+        try:
+            for attempt in range(4):  # a tag being written can answer 5xx for a moment
+                resp = self.session.get(url, auth=self.auth, timeout=self.timeout,
+                                        headers={"Accept": MANIFEST_TYPES})
+                if resp.status_code < 500:
+                    break
+                time.sleep(0.2 * (attempt + 1))
+            if resp.status_code == 401 and "bearer" in resp.headers.get("WWW-Authenticate", "").lower():
+                body = self._blob_get(url, MANIFEST_TYPES)
+            elif resp.status_code == 404:
+                return None
+            elif resp.status_code >= 400:
+                raise ModelCIError(f"registry {self.base}: HTTP {resp.status_code} reading {path}:{tag}")
+            else:
+                body = resp.content
+        except requests.RequestException as exc:
+            raise ModelCIError(f"registry {self.base}: cannot connect ({exc.__class__.__name__}); "
+                               "check CI_REGISTRY and that the registry is up") from None
+        data = json.loads(body)
+        return _sha256(body), str((data.get("config") or {}).get("digest"))
+
+
+def push_version(c: Any, repo: ImageRepo, version: str, extra_tags: list[str], image: Any,
+                 auth: dict[str, str] | None) -> tuple[int, str]:
+    """Push `image` as repo:version (and extra_tags) without ever overwriting a version tag
+    (docs/design.md#versions-images-digests). Returns (bytes pushed, REPO@sha256:…).
+
+    1. before: the version tag must be absent (or already this very image: a re-run);
+    2. claim: push the image as `version-claim-<job>`, then list tags: any other build's claim on
+       the same version fails this build closed. Each build writes its claim before it reads, so of
+       two concurrent builds at most one sees no other claim (both may fail; neither overwrites);
+    3. push the version tag and extra_tags, then verify the version tag names this image.
+    A claimed version is never offered again (next_version), even when its build failed."""
+    import secrets
+
+    from . import dockerutil
+
+    user, password = dockerutil.registry_credentials()
+    reader = ImageReader(repo.registry, user, password)
+    image_id = str(image.id)
+
+    def refuse_other(tag: str, when: str) -> None:
+        found = reader.tag_image(repo.path, tag)
+        if found and found[1] != image_id:
+            raise ModelCIError(f"{repo}:{tag}: {when} the tag names another image ({found[0][:19]}…); a "
+                               "version tag is never overwritten, re-run the pipeline for the next version")
+
+    refuse_other(version, "before the push,")
+    claim = f"{version}{CLAIM}{os.environ.get('CI_JOB_ID') or secrets.token_hex(4)}"
+    image.tag(str(repo), tag=claim)
+    pushed = dockerutil.stream_push(c, str(repo), claim, auth)
+    for tag in reader.tags(repo.path):
+        if tag.startswith(version + CLAIM) and tag != claim:
+            try:
+                other = reader.tag_image(repo.path, tag)
+            except ModelCIError:  # unreadable: count it as a competing claim (fail closed)
+                other = ("", "")
+            if other and other[1] != image_id:
+                raise ModelCIError(f"{repo}:{version}: another build claims this version at the same time "
+                                   f"({tag}); failing closed without pushing it, re-run the pipeline")
+    refuse_other(version, "while claiming it,")
+    for tag in [version, *extra_tags]:
+        image.tag(str(repo), tag=tag)
+        dockerutil.stream_push(c, str(repo), tag, auth)
+    after = reader.tag_image(repo.path, version)
+    if not after or after[1] != image_id:
+        raise ModelCIError(f"{repo}:{version}: after the push the tag names another image; another build "
+                           "overwrote it, failing closed (this build's digest is not handed on)")
+    return pushed, f"{repo}@{after[0]}"

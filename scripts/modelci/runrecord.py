@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import __version__, artifact
+from . import __version__, artifact, log
 from .config import public
 
 SCHEMA_VERSION = 1
@@ -91,10 +91,13 @@ def reuse_key(config: dict[str, Any], data_files: list[dict[str, Any]], training
 def cache_entry(cache_dir: str | os.PathLike[str], key: str) -> Path | None:
     """The cached output directory for `key` if it is complete (model/, run.json, metrics.json)."""
     entry = Path(cache_dir) / key
-    if (entry / "model" / "model.json").is_file() and (entry / "model" / "model.joblib").is_file() \
-            and (entry / "run.json").is_file() and (entry / "metrics.json").is_file():
-        return entry
-    return None
+    if not entry.is_dir():
+        return None
+    problem = artifact.training_output_problem(entry, key)  # verified whole, else a miss (replaced)
+    if problem:
+        log.warn(f"cache entry {entry} is unusable, not whole ({problem}); treating it as a miss and training again")
+        return None
+    return entry
 
 
 def cache_store(cache_dir: str | os.PathLike[str], key: str, out_dir: str | os.PathLike[str]) -> Path:

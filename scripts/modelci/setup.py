@@ -2,15 +2,17 @@
 
 Items, in order (each reported as created / updated / unchanged / unsupported, or would-create /
 would-update in a dry run):
-  project settings      "prevent outdated deployment jobs" (ci_forward_deployment_enabled) and
-                        "allow job retries for rollback deployments" (ci_forward_deployment_rollback_allowed)
+  project settings      "prevent outdated deployment jobs", "allow job retries for rollback deployments"
+                        and pipeline variables limited to Maintainer or stricter (they outrank job variables)
   environment           the production environment exists (environments API)
   protected environment who may deploy to it (protected environments API, Premium+)
   approval rules        deployment approvals (Premium+; skipped with a message where unsupported)
-  variables             project CI/CD variables (values are never printed or logged)
-  schedule              the monitoring pipeline schedule with MODELCI_MONITOR=true
+  variables             project CI/CD variables (values never printed); MODELCI_GITLAB_TOKEN scoped to TOKEN_SCOPES
+  schedule              the monitoring pipeline schedule (no schedule variable: the monitor job runs in
+                        every schedule, and pipeline variables may be blocked)
 
-Each item is read first and written only when it differs; a dry run only reads. Running it twice
+Each item is read first and written only when it differs; a dry run only reads. A write token found
+under another environment scope is reported ("exposed"), never deleted. Running it twice
 changes nothing the second time. The token must belong to a Maintainer (the settings, protected environments and
 variables APIs need it).
 """
@@ -32,6 +34,13 @@ KEY_RE = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 MASKABLE_RE = re.compile(r"^[\x21-\x7e]{8,}$")
 SCHEDULE_DESCRIPTION = "modelci: drift monitor"
 MAINTAINER = 40
+# Minimum role to run a pipeline with variables, loosest first (GitLab's projects API).
+OVERRIDE_ROLES = ("developer", "maintainer", "owner", "no_one_allowed")
+MIN_OVERRIDE_ROLE = "maintainer"
+# MODELCI_GITLAB_TOKEN reaches only the publish job and the scheduled monitor, which load no model
+# (docs/design.md#evaluation-set-and-champion).
+TOKEN_KEY = "MODELCI_GITLAB_TOKEN"
+TOKEN_SCOPES = ("modelci/publish", "modelci/monitor")
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,7 @@ class Setup:
         self.environment()
         self.protect()
         self.variables()
+        self.token_exposure()
         if self.plan.schedule:
             self.schedule()
         changed = [i["item"] for i in self.items if i["action"] in ("created", "updated", "would-create",
@@ -184,16 +194,32 @@ class Setup:
                 f"CI/CD variables, which need Maintainer; use a Maintainer's token with the `api` scope")
 
     def settings(self) -> None:
-        want = {"ci_forward_deployment_enabled": True, "ci_forward_deployment_rollback_allowed": True}
-        have = {k: self.project.attributes.get(k) for k in want}
+        attrs = self.project.attributes
+        want: dict[str, Any] = {"ci_forward_deployment_enabled": True, "ci_forward_deployment_rollback_allowed": True}
+        have = {k: attrs.get(k) for k in want}
         diff = {k: v for k, v in want.items() if have[k] is not v}
+        # Pipeline variables: at least Maintainer (never loosen a stricter setting).
+        if "restrict_user_defined_variables" in attrs:
+            want["restrict_user_defined_variables"] = True
+            if attrs["restrict_user_defined_variables"] is not True:
+                diff["restrict_user_defined_variables"] = True
+        role = attrs.get("ci_pipeline_variables_minimum_override_role")
+        if role in OVERRIDE_ROLES:
+            keep = OVERRIDE_ROLES.index(role) >= OVERRIDE_ROLES.index(MIN_OVERRIDE_ROLE)
+            want["ci_pipeline_variables_minimum_override_role"] = role if keep else MIN_OVERRIDE_ROLE
+            if not keep:
+                diff["ci_pipeline_variables_minimum_override_role"] = MIN_OVERRIDE_ROLE
+        minimum = want.get("ci_pipeline_variables_minimum_override_role") or (
+            "maintainer" if want.get("restrict_user_defined_variables") else "unknown")
         if not diff:
-            self._record("project settings", "unchanged", settings=want)
+            self._record("project settings", "unchanged", settings=want, pipeline_variables_minimum_role=minimum)
             return
         if self._write():
             with self.api("updating the project's CI/CD settings"):
                 self.client.gl.projects.update(self.project.id, diff)
-        self._record("project settings", "updated", settings=want, changed=sorted(diff))
+        self._record("project settings", "updated", settings=want, changed=sorted(diff),
+                     pipeline_variables_minimum_role=minimum,
+                     message=f"pipeline variables need the {minimum} role now")
 
     def environment(self) -> None:
         name = self.plan.environment
@@ -308,8 +334,8 @@ class Setup:
         import gitlab.exceptions as gexc
 
         proj = self.client.gl.projects.get(self.project.id, lazy=True)
-        for var in self.plan.variables:
-            item = f"variable {var.key}"
+        for var in scoped_variables(self.plan.variables):
+            item = f"variable {var.key}" + (f" ({var.scope})" if var.scope != "*" else "")
             flags = {"masked": var.masked, "protected": var.protected, "environment_scope": var.scope}
             with self.api(f"reading CI/CD variable {var.key}"):
                 try:
@@ -342,6 +368,20 @@ class Setup:
                                                     "filter": {"environment_scope": var.scope}})
             self._record(item, "updated", changed=sorted(diff), **flags)
 
+    def token_exposure(self) -> None:
+        """Report MODELCI_GITLAB_TOKEN defined for any other scope (e.g. '*'): every job there sees it."""
+        proj = self.client.gl.projects.get(self.project.id, lazy=True)
+        with self.api("listing CI/CD variables"):
+            found = [v.attributes for v in proj.variables.list(get_all=True)]
+        for var in found:
+            scope = var.get("environment_scope", "*")
+            if var.get("key") == TOKEN_KEY and scope not in TOKEN_SCOPES:
+                msg = (f"{TOKEN_KEY} is also defined for environment scope {scope!r}: jobs that load models "
+                       f"can read it there; delete that one (Settings > CI/CD > Variables), keep the "
+                       f"{', '.join(TOKEN_SCOPES)} ones")
+                log.warn(f"setup: {msg}")
+                self._record(f"variable {TOKEN_KEY} ({scope})", "exposed", message=msg)
+
     def schedule(self) -> None:
         p = self.plan
         proj = self.client.gl.projects.get(self.project.id, lazy=True)
@@ -349,8 +389,7 @@ class Setup:
         want = {"description": p.schedule_description, "ref": ref, "cron": p.cron,
                 "cron_timezone": p.cron_timezone, "active": True}
         item = "schedule monitor"
-        detail = {"cron": p.cron, "cron_timezone": p.cron_timezone, "ref": ref,
-                  "variables": {"MODELCI_MONITOR": "true"}}
+        detail = {"cron": p.cron, "cron_timezone": p.cron_timezone, "ref": ref}
         with self.api("listing pipeline schedules"):
             found = [s for s in proj.pipelineschedules.list(get_all=True)
                      if s.description == p.schedule_description]
@@ -358,9 +397,7 @@ class Setup:
             sid = None
             if self._write():
                 with self.api("creating the monitoring pipeline schedule"):
-                    sched = proj.pipelineschedules.create(want)
-                    sched.variables.create({"key": "MODELCI_MONITOR", "value": "true"})
-                    sid = sched.id
+                    sid = proj.pipelineschedules.create(want).id
             self._record(item, "created", id=sid, **detail)
             return
         if len(found) > 1:
@@ -371,20 +408,27 @@ class Setup:
         diff = {k: v for k, v in want.items()
                 if (attrs.get(k).removeprefix("refs/heads/") if k == "ref" and isinstance(attrs.get(k), str)
                     else attrs.get(k)) != v}
-        var = next((v for v in attrs.get("variables") or [] if v.get("key") == "MODELCI_MONITOR"), None)
-        changed = sorted(diff) + ([] if var and var.get("value") == "true" else ["variables"])
+        changed = sorted(diff)
         if not changed:
             self._record(item, "unchanged", id=sched.id, **detail)
             return
         if self._write():
             with self.api("updating the monitoring pipeline schedule"):
-                if diff:
-                    proj.pipelineschedules.update(sched.id, diff)
-                if var is None:
-                    sched.variables.create({"key": "MODELCI_MONITOR", "value": "true"})
-                elif var.get("value") != "true":
-                    sched.variables.update("MODELCI_MONITOR", {"value": "true"})
+                proj.pipelineschedules.update(sched.id, diff)
         self._record(item, "updated", id=sched.id, changed=changed, **detail)
+
+
+def scoped_variables(variables: list[Variable]) -> list[Variable]:
+    """MODELCI_GITLAB_TOKEN becomes one variable per TOKEN_SCOPES entry, whatever scope was asked."""
+    out: list[Variable] = []
+    for var in variables:
+        if var.key != TOKEN_KEY:
+            out.append(var)
+            continue
+        if var.scope not in ("*", *TOKEN_SCOPES):
+            log.warn(f"setup: {TOKEN_KEY} is always scoped to {', '.join(TOKEN_SCOPES)}, not {var.scope!r}")
+        out.extend(Variable(var.key, var.value, var.masked, var.protected, scope) for scope in TOKEN_SCOPES)
+    return out
 
 
 class _Unsupported(Exception):

@@ -25,6 +25,7 @@ and response shapes of GitLab's REST API documentation:
   GET  POST /projects/:id/variables, GET PUT DELETE /projects/:id/variables/:key
   GET  POST /projects/:id/pipeline_schedules, GET PUT DELETE /projects/:id/pipeline_schedules/:id
   POST /projects/:id/pipeline_schedules/:id/variables, PUT DELETE .../variables/:key
+  GET  /projects/:id/deployments                                (environment, status, order_by, sort; job token ok)
   POST /projects/:id/pipeline                                   (create a pipeline, with variables:
                                                                  ci_pipeline_variables_minimum_override_role)
   GET  POST /projects/:id/issues                                (state/labels filters, pagination)
@@ -44,7 +45,8 @@ makes the next matching requests fail (mode "reset" drops the connection, "delay
 seconds first); `requests` is the request log; `dump()` is the whole state (also written as JSON to
 `state_file` after every request). Other processes can use the control routes (no auth):
 GET /__fake__/state, POST /__fake__/fail {count, status, retry_after, path_contains, mode, delay},
-POST /__fake__/reset-log.
+POST /__fake__/reset-log, POST /__fake__/deployment {project, environment, sha, status, external_url}
+(records a deployment as GitLab would after a deploy job).
 
 Layout: fakegitlab/server.py is the core (HTTP server, routing, auth, failure injection, pagination,
 state dump); each API area is one module with an `Area` subclass (fakegitlab/base.py), registered in
@@ -83,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mr", action="append", type=int, default=[], help="merge request iid (all projects)")
     ap.add_argument("--commit", action="append", default=[], help="known commit sha (all projects)")
     ap.add_argument("--state", help="write the state as JSON to this file after every request")
+    ap.add_argument("--deployments", help="JSON file of deployments kept across runs (loaded at start, "
+                                          "rewritten on each new deployment)")
+    ap.add_argument("--pipeline-variables-role", choices=["developer", "maintainer", "owner", "no_one_allowed"],
+                    help="every project's ci_pipeline_variables_minimum_override_role (default developer)")
     args = ap.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         ap.error("the fake only listens on loopback")
@@ -101,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         tokens[t] = {"kind": "job", "scopes": ["api"], "role": "developer"}
     fake = FakeGitLab(tokens=tokens, projects=projects, state_file=args.state)
     url = fake.start(args.host, args.port)
+    from .deployments import Deployments
+
+    fake.area(Deployments).load(args.deployments)
+    if args.pipeline_variables_role:
+        for project in fake.projects.values():
+            project["settings"]["ci_pipeline_variables_minimum_override_role"] = args.pipeline_variables_role
     if args.state:
         fake._write_state()
     print(json.dumps({"url": url, "api_url": fake.api_url, "port": fake.server.server_address[1]}), flush=True)

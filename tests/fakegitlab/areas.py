@@ -3,6 +3,7 @@ subclass (fakegitlab/base.py), added to this list."""
 from __future__ import annotations
 
 from .base import Area
+from .deployments import Deployments
 from .environments import Environments
 from .issues import Issues
 from .mlflow import MLflow
@@ -21,6 +22,7 @@ AREAS: list[type[Area]] = [
     Notes,
     Uploads,
     Environments,
+    Deployments,
     ProtectedEnvironments,
     Variables,
     Schedules,

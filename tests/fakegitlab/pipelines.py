@@ -1,7 +1,7 @@
 """Pipelines API: create a pipeline (with variables), as the drift monitor does.
 
 Pipeline variables obey the project's `ci_pipeline_variables_minimum_override_role` (developer,
-maintainer, owner or no_one_allowed; "maintainer" here, as GitLab projects that restrict them): a
+maintainer, owner or no_one_allowed; a project setting, see projects.py): a
 token below it that sends variables gets GitLab's 400 "Insufficient permissions to set pipeline
 variables" (a pipeline-creation validation error, rendered like the others); without variables the
 pipeline is created."""
@@ -25,11 +25,10 @@ class Pipelines(Area):
         ]
 
     def project_state(self) -> dict[str, Any]:
-        return {"pipelines": [], "ci_pipeline_variables_minimum_override_role": "maintainer"}
+        return {"pipelines": []}
 
     def dump_project(self, project: dict[str, Any]) -> dict[str, Any]:
-        return {"pipelines": project["pipelines"],
-                "ci_pipeline_variables_minimum_override_role": project["ci_pipeline_variables_minimum_override_role"]}
+        return {"pipelines": project["pipelines"]}
 
     def create_pipeline(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
         auth = self.fake.auth(req, entry, WRITE, min_role="developer")
@@ -43,7 +42,7 @@ class Pipelines(Area):
         variables = body.get("variables") or []
         if not isinstance(variables, list) or not all(isinstance(v, dict) and v.get("key") for v in variables):
             raise HTTPError(400, {"error": "variables is invalid"})
-        minimum = project["ci_pipeline_variables_minimum_override_role"]
+        minimum = project["settings"]["ci_pipeline_variables_minimum_override_role"]
         if variables and (minimum == "no_one_allowed" or
                           ROLES.get(auth.get("role", "maintainer"), 0) < ROLES[minimum]):
             raise HTTPError(400, {"message": {"base": ["Insufficient permissions to set pipeline variables"]}})

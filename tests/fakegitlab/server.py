@@ -220,6 +220,14 @@ class FakeGitLab:
             self.fail_next(int(spec.get("count", 1)), int(spec.get("status", 503)), spec.get("retry_after"),
                            spec.get("path_contains"), spec.get("mode", "status"), float(spec.get("delay", 0)))
             return 200, {"Content-Type": "application/json"}, b'{"ok": true}'
+        if req.path == "/__fake__/deployment" and req.method == "POST":
+            from .deployments import Deployments
+
+            spec = req.json()
+            dep = self.area(Deployments).add_deployment(int(spec["project"]), spec["environment"], spec["sha"],
+                                                        status=spec.get("status", "success"),
+                                                        external_url=spec.get("external_url"))
+            return 200, {"Content-Type": "application/json"}, json.dumps(dep).encode()
         if req.path == "/__fake__/reset-log" and req.method == "POST":
             with self.lock:
                 self.requests.clear()

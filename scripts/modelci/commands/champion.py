@@ -1,7 +1,8 @@
 """`modelci champion`: fetch the model production serves now, to score it beside the candidate.
 
-Reads production's /lineage (else the registry's latest version), pulls that version's image and
-copies its verified model directory to --out. No champion (the first model) leaves --out absent.
+The champion is what GitLab's last successful production deployment runs (scripts/modelci/champion.py):
+its model layer is read by digest and verified before it reaches --out. A project that never deployed
+to production has no champion (--out stays absent); production silent while a deployment exists fails.
 """
 from __future__ import annotations
 

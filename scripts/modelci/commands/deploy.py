@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import Any
 
-from .. import champion, dockerutil, log
 from .. import deploy as deploy_lib
+from .. import dockerutil, log, trust
 from ..errors import ModelCIError
 
 
@@ -28,13 +27,11 @@ def register(sub: Any) -> None:
                    help="image pinned by digest, REPO@sha256:… [MODELCI_IMAGE from the build dotenv]")
     p.add_argument("--namespace", default=None,
                    help="name prefix for the containers [MODELCI_DEPLOY_NAMESPACE, CI_PROJECT_PATH_SLUG]")
-    p.add_argument("--require-verdict", metavar="PATH",
-                   default=os.environ.get("MODELCI_REQUIRE_VERDICT") or (
-                       "out/gate/verdict.json" if os.environ.get("MODELCI_REQUIRE_VERDICT_ON") == "true"
-                       else None),
-                   help="refuse unless PATH holds a passing, non-dry-run gate verdict for the image's "
-                        "model sha256; when PATH does not exist the model must be the one the "
-                        "environment already serves (an image-only change)")
+    p.add_argument("--release-checks", choices=["true", "false"], default="false",
+                   help="production's release checks (scripts/modelci/trust.py): only the image this "
+                        "pipeline's build job produced, holding a model with a passing gate verdict for "
+                        "its sha256 or the model the environment runs now; the component's script sets "
+                        "it, no variable can (always on for the environment named production)")
     p.add_argument("--ready-timeout", type=float,
                    default=float(os.environ.get("MODELCI_READY_TIMEOUT", "120")),
                    help="seconds to wait for the new backend's readiness [120]")
@@ -58,17 +55,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.url:
         raise ModelCIError("no environment URL: pass --url or set the environment's url input")
+    if args.release_checks == "true" or args.environment == "production":
+        args.image = trust.check_release(args.image, args.environment)["image"]
     if not args.image:
         raise ModelCIError("no image: pass --image or run after the build job (its dotenv report sets "
                            "MODELCI_IMAGE)")
-    verdict = None
-    if args.require_verdict:
-        if Path(args.require_verdict).exists():
-            verdict = args.require_verdict
-        else:
-            _require_same_model(args)
     result = deploy_lib.deploy(args.image, args.environment, args.url, namespace=args.namespace,
-                               verdict=verdict, ready_timeout=args.ready_timeout,
+                               ready_timeout=args.ready_timeout,
                                base_image=args.base_image)
     if args.dotenv:
         dockerutil.write_dotenv(args.dotenv, {
@@ -77,14 +70,3 @@ def run(args: argparse.Namespace) -> int:
     print(dockerutil.dumps(result))
     return 0
 
-
-def _require_same_model(args: argparse.Namespace) -> None:
-    """No verdict in this pipeline (image-only change): the model must be the one already serving."""
-    c = dockerutil.client()
-    dockerutil.pull(c, args.image, dockerutil.login(c, args.image.split("/", 1)[0]))
-    sha = dockerutil.image_labels(c, args.image).get("io.modelci.model.sha256")
-    serving = champion.lineage(args.url)
-    if not serving or not sha or serving.get("sha256") != sha:
-        raise ModelCIError(f"{args.require_verdict}: no gate verdict in this pipeline and the image's model "
-                           f"({str(sha)[:12]}…) is not the one {args.environment} serves; a new model needs "
-                           "a passing gate")

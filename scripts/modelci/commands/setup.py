@@ -9,7 +9,7 @@ deployment approval rules with --approvals N (Premium+; where the tier lacks the
 and the rest goes on); the project settings "prevent outdated deployment jobs" and "allow job
 retries for rollback deployments"; CI/CD variables (masked and protected by default; `--variable
 KEY` alone takes the value from the environment variable KEY; values are never printed); and the
-pipeline schedule of the drift monitor (variable MODELCI_MONITOR=true, default daily 06:00 UTC).
+pipeline schedule of the drift monitor (no schedule variable; default daily 06:00 UTC).
 
 Prints one JSON document: {"dry_run", "project", "changed", "summary", "items": [{"item", "action"}]}
 with action created / updated / unchanged / unsupported (would-create / would-update in a dry run).

@@ -8,9 +8,6 @@ from .. import log
 from . import env, pick, pick_bool, pick_int, raw, var
 from .common import CONFIG, IMAGE_REPO, PRODUCTION_URL
 
-MONITOR = var("MODELCI_MONITOR", "Set to true on the pipeline schedule `modelci setup` creates: the monitor "
-              "component's job runs only in that schedule.", "false", kind="bool",
-              used_by=("setup", "templates"))
 DRIFT_RETRAIN = var("MODELCI_DRIFT_RETRAIN", "No longer set by the monitor (its retraining pipeline has no "
                     "variables: an API pipeline on the default branch retrains); accepted for old schedules.",
                     "false", kind="bool",

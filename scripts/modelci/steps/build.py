@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
-from .. import artifact, champion, dockerutil, log
+from .. import artifact, champion, dockerutil, log, trust
 from ..errors import ModelCIError
 from ..gate import require_passing_verdict
-from ..oci import ImageRepo, RegistryClient, next_version
+from ..oci import ImageRepo, RegistryClient, next_version, push_version
 from ..settings.build import BuildSettings
 from . import Result
 
@@ -85,6 +85,7 @@ def run(s: BuildSettings) -> Result:
     if not s.image:
         raise ModelCIError("no image repository: pass --image or set MODELCI_IMAGE_REPO "
                            "(e.g. $CI_REGISTRY_IMAGE/serving)")
+    trust.refuse_committed_outputs()  # a model or verdict committed under out/ is never built
     repo = ImageRepo.parse(s.image)
     name, major = _model_identity(s.config)
     context = s.context
@@ -165,17 +166,10 @@ def run(s: BuildSettings) -> Result:
                 raise ModelCIError("docker build produced no image; see the log above")
             build_s = time.time() - tb
         image = c.images.get(image_id)
-        image.tag(str(repo), tag=short)
         with log.section("modelci_push", f"docker push {repo} ({version}, {short})"):
             tp = time.time()
-            pushed = dockerutil.stream_push(c, str(repo), version, auth)
-            dockerutil.stream_push(c, str(repo), short, auth)
+            pushed, ref = push_version(c, repo, version, [short], image, auth)  # never overwrites a version
             push_s = time.time() - tp
-        image.reload()
-        digests = [d for d in image.attrs.get("RepoDigests", []) if d.startswith(f"{repo}@")]
-        if not digests:
-            raise ModelCIError(f"pushed {version_tag} but the engine reports no digest for {repo}")
-        ref = digests[0]
         digest = ref.split("@", 1)[1]
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import artifact, gitlab_api, log
 from ..errors import ModelCIError
-from ..model_registry import ModelRegistry
+from ..model_registry import ModelRegistry, safe_out_dir
 from ..settings.registry import RegistrySettings
 from . import Result
 
@@ -50,6 +50,7 @@ def _backend(s: RegistrySettings, name: str, scope: str) -> Any:
 
 def run(s: RegistrySettings) -> Result:
     if s.action == "pull":
+        safe_out_dir(s.out or "")  # refused before anything is fetched
         registry = _backend(s, model_name(s), gitlab_api.SCOPE_PACKAGES_READ)
         version = s.version or ""
         if version == "latest":

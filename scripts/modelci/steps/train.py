@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import log
+from .. import artifact, log
 from ..artifact import read_json, save_model, sha256_file, verify_model, write_json_atomic
 from ..config import display_path, load_config, public
 from ..data import fingerprint, load_dataset
@@ -88,6 +88,7 @@ def _rel(path: Path, base: Path) -> str:
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ModelCIError(f"{out}: --out exists and is not a directory; pass a directory path")
+    artifact.refuse_unsafe_out(out)
 
 
 def _tmp_dir(out: Path) -> Path:
@@ -155,6 +156,7 @@ def train_to(config: dict[str, Any], out: Path, cache_dir: str | None = None, fo
     t0 = time.perf_counter()
     out = Path(out)
     _check_out(out)
+    artifact.refuse_if_holds(out / "model", [config["_config_file"]])
     libraries = library_versions()
     aux = training_inputs(config)
 
