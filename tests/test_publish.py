@@ -253,7 +253,8 @@ def test_generic_choice_still_writes_generic_packages(gl, tmp_path, capsys, monk
     monkeypatch.setenv("MODELCI_MODEL_REGISTRY", "generic")
     assert cli.main(["registry", "pull", "--name", name, "--version", "1.0.0", "--out", str(tmp_path / "g")]) == 0
     assert json.loads(capsys.readouterr().out)["sha256"] == meta["sha256"]
-    assert publish.run(settings(out, backend="none")).data == {"registry": "none", "run": None, "version": None}
+    assert publish.run(settings(out, backend="none")).data == {"registry": "none", "run": None, "version": None,
+                                                               "note": None}
 
 
 def cli_pull(name, version, out):
@@ -314,3 +315,27 @@ def test_the_fake_follows_gitlabs_rules_not_mlflows(gl, mlflow_server):
     assert requests.put(f"{files}/999999/files/x.bin", data=b"x", headers=auth, timeout=10).status_code == 404
     assert requests.put(f"{files}/{mv['version']}/files/x.bin", data=b"xyz", headers=auth, timeout=10).ok
     assert requests.get(f"{files}/{mv['version']}/files/x.bin", headers=auth, timeout=10).content == b"xyz"
+
+
+def test_publish_posts_the_gate_note_and_links_it_in_the_annotations_report(tmp_path, monkeypatch, fake_gitlab):
+    """The gate job holds no GitLab write token: the publish job posts its evidence as the commit note
+    (also with model_registry none) and lists the note in GitLab's annotations report (Free tier)."""
+    import dataclasses
+    import json as _json
+    import shutil as _shutil
+    from pathlib import Path
+
+    from test_report import gate_dir
+
+    src = tmp_path / "out"
+    src.mkdir()
+    _shutil.copytree(gate_dir(tmp_path / "g"), src / "gate")
+    s = dataclasses.replace(settings(src, backend="none"), report=True,
+                            project_url="http://gitlab.example/group/project")
+    data = publish.run(s).data
+    assert data["note"]["action"] == "created" and data["note"]["note_id"]
+    notes = [n for d in fake_gitlab.discussions[f"42@{s.commit}"] for n in d["notes"]]
+    assert len(notes) == 1 and "modelci-report" in notes[0]["body"]
+    links = _json.loads((Path(s.out).with_name("annotations.json")).read_text())["modelci"]
+    assert links == [{"external_link": {"label": "gate report (note)", "url":
+                      f"http://gitlab.example/group/project/-/commit/{s.commit}#note_{data['note']['note_id']}"}}]

@@ -23,6 +23,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", help="model config [MODELCI_CONFIG]")
     p.add_argument("--from", dest="source", help="directory of the job artifacts [MODELCI_PUBLISH_FROM, default out]")
     p.add_argument("--out", help="publish record (JSON) [MODELCI_PUBLISH_OUT, default out/publish.json]")
+    p.add_argument("--report", action=argparse.BooleanOptionalAction, default=None,
+                   help="post the gate's evidence as the MR/commit note [MODELCI_REPORT]")
     p.set_defaults(func=run)
 
 

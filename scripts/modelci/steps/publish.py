@@ -74,9 +74,50 @@ def _verdict(source: Path, sha256: str) -> dict[str, Any] | None:
 
 
 def run(s: PublishSettings) -> Result:
+    """The gate's note first (it tells people why, also after a REJECT), then the registry."""
     source = Path(s.source)
+    result: dict[str, Any] = {"registry": s.backend, "run": None, "version": None,
+                              "note": _note(s, source / "gate")}
+    try:
+        return _publish(s, source, result)
+    finally:
+        _annotations(s, result)
+
+
+def _note(s: PublishSettings, gate_dir: Path) -> dict[str, Any] | None:
+    """Post (or update in place) the gate's evidence as the MR or commit note: this job is the only one
+    holding GitLab's write token (docs/design.md#evaluation-set-and-champion)."""
+    if not s.report or not (gate_dir / "verdict.json").is_file():
+        return None
+    from ..report import post_report
+
+    posted = post_report(gitlab_api.from_env(scope=gitlab_api.SCOPE_API), gate_dir, mr_iid=s.mr_iid,
+                         commit_sha=s.commit, plot=True)
+    log.info(f"report: {posted['action']} note {posted['note_id']} ({posted['verdict']})")
+    return posted
+
+
+def _annotations(s: PublishSettings, result: dict[str, Any]) -> None:
+    """GitLab's annotations report (Free tier): links on the job page to whichever exist, the MR or commit
+    note, the environments and the model version."""
+    base = (s.project_url or "").rstrip("/")
+    links: list[dict[str, Any]] = []
+    note = result.get("note") or {}
+    if base and note.get("note_id"):
+        where = f"merge_requests/{s.mr_iid}" if s.mr_iid else f"commit/{s.commit}"
+        links.append({"external_link": {"label": "gate report (note)",
+                                        "url": f"{base}/-/{where}#note_{note['note_id']}"}})
+    if base and result.get("version"):
+        links.append({"external_link": {"label": "environments", "url": f"{base}/-/environments"}})
+        version = result["version"]
+        label = f"model version {version.get('version', '')}" if isinstance(version, dict) else "model version"
+        links.append({"external_link": {"label": label.strip(), "url": f"{base}/-/ml/models"}})
+    path = Path(s.out).with_name("annotations.json")
+    artifact.write_json_atomic(path, {"modelci": links})
+
+
+def _publish(s: PublishSettings, source: Path, result: dict[str, Any]) -> Result:
     model_dir = source / "model"
-    result: dict[str, Any] = {"registry": s.backend, "run": None, "version": None}
     if s.backend == "none":
         log.info("model_registry is none: nothing to publish")
         return _done(s, result)
