@@ -95,10 +95,4 @@ def remote_host(tmp_path_factory, registry):
 def proxy_image(docker_client, registry, base_image):
     """images/proxy.Dockerfile built on the main engine (as the release job does) and pushed to the
     session registry; deploys pull it onto the target by digest."""
-    ref = f"{registry.host}/modelci/proxy:test"
-    proc = subprocess.run(["docker", "build", "-q", "--network", "host", "--build-arg", f"BASE_IMAGE={base_image}",
-                           "-f", str(ROOT / "images" / "proxy.Dockerfile"), "-t", ref, str(ROOT)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    localci.push_image(ref, ref, registry)
-    return ref
+    return localci.publish_proxy_image(registry, base_image)

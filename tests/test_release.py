@@ -67,8 +67,9 @@ def test_release_pushes_the_tools_image_with_alias_tags(tmp_path, monkeypatch, r
     monkeypatch.setenv("CI_REGISTRY_USER", registry.htpasswd[0])
     monkeypatch.setenv("CI_REGISTRY_PASSWORD", registry.htpasswd[1])
     image = f"{registry.host}/modelci/modelci/tools"
-    assert release.main(["--version", "0.1.0", "--image", image, "--base-image", base_image,
-                         "--notes", str(tmp_path / "notes.md")]) == 0
+    proxy = f"{registry.host}/modelci/modelci/proxy"
+    assert release.main(["--version", "0.1.0", "--image", image, "--proxy-image", proxy,
+                         "--base-image", base_image, "--notes", str(tmp_path / "notes.md")]) == 0
     assert "first release" in (tmp_path / "notes.md").read_text()
     tags = requests.get(f"http://{registry.host}/v2/modelci/modelci/tools/tags/list",
                         auth=registry.htpasswd, timeout=5).json()["tags"]
@@ -78,3 +79,12 @@ def test_release_pushes_the_tools_image_with_alias_tags(tmp_path, monkeypatch, r
                              headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
                              ).headers["Docker-Content-Digest"] for t in ("0.1.0", "0.1", "0")}
     assert len(digests) == 1
+    # the deploy proxy is released with it: same version, same tags, one digest
+    proxy_tags = requests.get(f"http://{registry.host}/v2/modelci/modelci/proxy/tags/list",
+                              auth=registry.htpasswd, timeout=5).json()["tags"]
+    assert {"0.1.0", "0.1", "0"} <= set(proxy_tags)
+    proxy_digests = {requests.head(f"http://{registry.host}/v2/modelci/modelci/proxy/manifests/{t}",
+                                   auth=registry.htpasswd, timeout=5,
+                                   headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+                                   ).headers["Docker-Content-Digest"] for t in ("0.1.0", "0.1", "0")}
+    assert len(proxy_digests) == 1
