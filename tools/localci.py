@@ -398,8 +398,8 @@ def run_docker_pipeline(repo: Path, gitlab: LocalGitLab, *, project_path: str,
                         manual: list[str] | None = None, jobs: list[str] | None = None,
                         variables: dict[str, str] | None = None, volumes: list[str] | None = None,
                         env: dict[str, str] | None = None, fake_gitlab: Path | None = None,
-                        mrs: tuple[int, ...] = (), timeout: float = 1800,
-                        echo: bool = False) -> PipelineResult:
+                        mrs: tuple[int, ...] = (), timeout: float = 1800, echo: bool = False,
+                        extra_args: list[str] | None = None) -> PipelineResult:
     """Run a repo's pipeline as a runner with the Docker executor would: every job in its `image:`
     (host networking, images already present locally, the local helper image that has bash and
     rsync), the host's Docker socket mounted (no dind service can run here) plus `volumes`.
@@ -412,4 +412,4 @@ def run_docker_pipeline(repo: Path, gitlab: LocalGitLab, *, project_path: str,
         docker_args += ["--volume", v]
     return _gitlab_ci_local(repo, gitlab, docker_args, project_path=project_path, manual=manual, jobs=jobs,
                             variables=variables, env=env, timeout=timeout, echo=echo,
-                            fake_gitlab=fake_gitlab, mrs=mrs)
+                            fake_gitlab=fake_gitlab, mrs=mrs, extra_args=extra_args)

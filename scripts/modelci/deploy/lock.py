@@ -47,7 +47,8 @@ class TargetLock:
             ctr = self.t.c.containers.create(
                 self.image, ["python3", "-c", HOLD_SCRIPT], name=self.t.lock_name, network_mode="none",
                 labels={**self.t.labels, LABEL_ROLE: "lock", "io.modelci.lock.holder": self._holder()},
-                tmpfs={"/tmp": "rw,size=1m,mode=1777"}, mem_limit="64m", pids_limit=8, **HARDENING)
+                tmpfs={"/tmp": "rw,size=1m,mode=1777"}, mem_limit="64m", pids_limit=8,
+                healthcheck={"test": ["NONE"]}, **HARDENING)
         except docker.errors.APIError as exc:
             if exc.status_code == 409:
                 return False

@@ -168,6 +168,7 @@ class DockerTarget:
             all=True, filters={"label": f"{LABEL_ROLE}=backend"})]
         out = self.c.containers.run(image, ["python3", "-c", PORTS_SCRIPT, str(count), *taken],
                                     network_mode="host", remove=True, user="10001:10001",
+                                    healthcheck={"test": ["NONE"]},
                                     pids_limit=32, mem_limit="128m", **HARDENING)
         return [int(p) for p in out.decode().split()]
 
