@@ -243,9 +243,13 @@ MOMENTS = {"after the new backend starts": "new backend on",
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_a_killed_deploy_leaves_one_consistent_version_and_the_next_deploy_succeeds(images, env, moment, sig):
     deploy(images["v1"], "staging", env["url"], env["ns"])
-    proc = _cli(env, images["v2"], extra_env={"MODELCI_DRAIN_SECONDS": "5"})
-    log = _kill_when(proc, MOMENTS[moment], sig)
+    with LoadGenerator(env["url"], images["smoke"]["inputs"][:1], threads=2, max_seconds=120, rate=20) as load:
+        proc = _cli(env, images["v2"], extra_env={"MODELCI_DRAIN_SECONDS": "5"})
+        log = _kill_when(proc, MOMENTS[moment], sig)
+        time.sleep(1.0)
     assert proc.returncode != 0, log[-1500:]
+    counts = load.counts()
+    assert counts["failed"] == 0 and set(counts["versions"]) <= {"v1", "v2"}, counts  # always answering
     served = _proxy_names(env)
     names = {b.name: b for b in _backends(env)}
     version = _served(env["url"])

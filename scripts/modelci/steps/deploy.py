@@ -152,6 +152,8 @@ def deploy(s: DeploySettings) -> dict[str, Any]:
                                                      grpc_listen))
             _confirm(t, new, meta["sha256"])
             log.info(f"switched {s.environment} to {new.name}; the old backends stop in {s.drain_seconds:g}s")
+            time.sleep(s.drain_seconds)  # in-flight requests on the old proxy workers finish; a
+            # cancellation until now still restores the previous backend, which is still running
         except BaseException:
             log.warn(f"deploy to {s.environment} failed: restoring the proxy's previous upstream, "
                      f"removing {new.name}")
@@ -160,7 +162,6 @@ def deploy(s: DeploySettings) -> dict[str, Any]:
                     t.write_conf(proxy, conf_before)
             t.remove(new, "failed deploy")
             raise
-        time.sleep(s.drain_seconds)  # in-flight requests on the old proxy workers finish
         old = [b for b in t.backends() if b.id != new.id]
         for b in old:
             with contextlib.suppress(Exception):
