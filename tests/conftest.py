@@ -82,8 +82,10 @@ def remote_host(tmp_path_factory, registry):
     failure (and by the next session's start if this process is killed)."""
     import remotehost
 
-    host = remotehost.RemoteHost(tmp_path_factory.mktemp("remotehost"), forwards=[registry.port],
-                                 owner_pid=os.getpid())
+    # not under pytest's basetemp: a concurrent pytest session prunes old basetemps (keeping 3),
+    # and this directory holds the engine's data root and the host's keys
+    state = Path("/var/tmp") / f"modelci-remotehost-{os.getpid()}-{secrets.token_hex(2)}"
+    host = remotehost.RemoteHost(state, forwards=[registry.port], owner_pid=os.getpid())
     try:
         host.start()
         yield host

@@ -349,3 +349,30 @@ def test_after_an_engine_restart_production_serves_the_same_version(images, env)
             time.sleep(0.5)
     assert version == "v2"
     assert _proxy_names(env).name in [b.name for b in _backends(env)]
+
+
+def test_a_new_proxy_image_replaces_the_proxy_without_a_failed_request(images, env, registry, docker_client,
+                                                                       proxy_image, monkeypatch):
+    """A release brings a new proxy image: the deploy that first uses it swaps the proxy container
+    (same config volume, reuseport overlap) while the environment keeps answering."""
+    import io
+
+    newer = proxy_image.rsplit(":", 1)[0] + ":newer"
+    docker_client.images.build(fileobj=io.BytesIO(f"FROM {proxy_image}\nLABEL io.modelci.test=newer\n".encode()),
+                               tag=newer, rm=True)
+    localci.push_image(newer, newer, registry)
+    deploy(images["v1"], "staging", env["url"], env["ns"])
+    monkeypatch.setenv("MODELCI_PROXY_IMAGE", newer)
+    with LoadGenerator(env["url"], images["smoke"]["inputs"][:1], threads=2, max_seconds=90, rate=40) as load:
+        time.sleep(0.5)
+        result = deploy(images["v2"], "staging", env["url"], env["ns"])
+        time.sleep(0.5)
+    counts = load.counts()
+    assert counts["failed"] == 0, counts
+    t = DockerTarget(env["host"].client(), env["ns"], "staging", env["url"])
+    proxies = t.c.containers.list(all=True, filters={"label": [f"io.modelci.namespace={env['ns']}",
+                                                                "io.modelci.role=proxy"]})
+    assert [p.name for p in proxies] == [t.proxy_name]
+    assert result["proxy_image"] in t.c.images.get(proxies[0].image.id).attrs["RepoDigests"]
+    assert proxies[0].image.labels.get("io.modelci.test") == "newer"
+    assert _served(env["url"]) == "v2"

@@ -65,11 +65,12 @@ class Decoy:
 
 def _variables_file(path, environments, values):
     """gitlab-ci-local's variables file: each variable scoped to the deploy environments only (as
-    protected, environment-scoped CI/CD variables are on GitLab)."""
+    protected, environment-scoped CI/CD variables are on GitLab). Returned relative to the repo:
+    gitlab-ci-local reads `<cwd>/<--variables-file>` (an absolute path is silently not found)."""
     import yaml
 
     path.write_text(yaml.safe_dump({k: {"values": {e: v for e in environments}} for k, v in values.items()}))
-    return path
+    return os.path.relpath(path, path.parent / "repo")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import json
 import secrets
+import time
 from typing import Any
 from urllib.parse import urlparse
 
@@ -109,23 +110,57 @@ class DockerTarget:
 
     # -- proxy ---------------------------------------------------------------------------------
     def ensure_proxy(self, image: str) -> Any:
-        """The environment's proxy, running (created on the first deploy, started if the engine
-        came back without it). Its config volume keeps the upstream across restarts."""
+        """The environment's proxy, running the wanted image (created on the first deploy, started
+        if the engine came back without it, replaced without a gap when the image changed). Its
+        config volume keeps the upstream across restarts and replacements."""
         ctr = self.get(self.proxy_name)
-        if ctr is not None and ctr.status != "running":
+        if ctr is None:
+            log.info(f"creating proxy {self.proxy_name} from {image}")
+            ctr = self._run_proxy(image)
+        elif ctr.status != "running":
             log.info(f"proxy {self.proxy_name} is {ctr.status}: starting it (its config is on {self.volume_name})")
             ctr.start()
             ctr.reload()
-            return ctr
-        if ctr is not None:
-            return ctr
-        log.info(f"creating proxy {self.proxy_name} from {image}")
+        if ctr.image.id != self.c.images.get(image).id:
+            ctr = self._replace_proxy(ctr, image)
+        for other in self.c.containers.list(all=True, filters={"label": [
+                f"{LABEL_NS}={self.ns}", f"{LABEL_ENV}={self.env}", f"{LABEL_ROLE}=proxy"]}):
+            if other.id != ctr.id:  # a replacement interrupted by a kill
+                self.remove(other, "an earlier proxy of this environment")
+        return ctr
+
+    def _run_proxy(self, image: str) -> Any:
         return self.c.containers.run(
             image, name=self.proxy_name, detach=True, network_mode="host",
             labels={**self.labels, LABEL_ROLE: "proxy"}, restart_policy={"Name": "unless-stopped"},
             volumes={self.volume_name: {"bind": proxy_conf.SITE_DIR, "mode": "rw"}},
             tmpfs={"/tmp/nginx": "rw,size=64m,uid=10001,gid=10001,mode=0700"},
             mem_limit="256m", pids_limit=64, **HARDENING)
+
+    def _replace_proxy(self, old: Any, image: str) -> Any:
+        """A new proxy image: start it beside the old one (both listen with reuseport on the same
+        ports, reading the same config volume), then let the old nginx quit gracefully."""
+        log.info(f"proxy {self.proxy_name}: replacing its image with {image}")
+        old.rename(f"{self.proxy_name}-old-{secrets.token_hex(2)}")
+        try:
+            new = self._run_proxy(image)
+            for _ in range(50):
+                code, _out = self.exec(new, ["sh", "-c", "test -s /tmp/nginx/nginx.pid"])
+                if code == 0:
+                    break
+                time.sleep(0.2)
+            else:
+                raise ModelCIError(f"the new proxy {image} did not start: {new.logs(tail=5).decode(errors='replace')}")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.remove(self.c.containers.get(self.proxy_name), "failed proxy replacement")
+            old.rename(self.proxy_name)
+            raise
+        time.sleep(1.0)  # the new workers accept; then the old nginx finishes its requests and quits
+        with contextlib.suppress(Exception):
+            old.stop(timeout=15)  # STOPSIGNAL SIGQUIT: graceful
+        self.remove(old, "replaced by the new proxy image")
+        return new
 
     def read_conf(self, proxy: Any) -> str:
         code, out = self.exec(proxy, ["cat", proxy_conf.SITE_CONF])
