@@ -157,9 +157,15 @@ def deploy(s: DeploySettings) -> dict[str, Any]:
         except BaseException:
             log.warn(f"deploy to {s.environment} failed: restoring the proxy's previous upstream, "
                      f"removing {new.name}")
+            restored = False
             with contextlib.suppress(Exception):
                 if t.read_conf(proxy) != conf_before:
                     t.write_conf(proxy, conf_before)
+                    restored = True
+            if restored:  # requests the new backend accepted finish before it stops
+                time.sleep(s.drain_seconds)
+                with contextlib.suppress(Exception):
+                    new.stop(timeout=10)
             t.remove(new, "failed deploy")
             raise
         old = [b for b in t.backends() if b.id != new.id]
