@@ -207,9 +207,10 @@ class DockerTarget:
                                     pids_limit=32, mem_limit="128m", **HARDENING)
         return [int(p) for p in out.decode().split()]
 
-    def start_backend(self, image_ref: str, port: int, grpc_port: int, memory: str, pids: int) -> Any:
-        digest = image_ref.split("@sha256:")[-1][:12]
-        name = f"{self.prefix}-{digest}-{secrets.token_hex(2)}"
+    def backend_name(self, image_ref: str) -> str:
+        return f"{self.prefix}-{image_ref.split('@sha256:')[-1][:12]}-{secrets.token_hex(2)}"
+
+    def start_backend(self, name: str, image_ref: str, port: int, grpc_port: int, memory: str, pids: int) -> Any:
         # restart policy: a served backend comes back with the engine; one the proxy does not name
         # is never served (the proxy's config names it) and the next deploy removes it
         return self.c.containers.run(

@@ -135,10 +135,12 @@ def deploy(s: DeploySettings) -> dict[str, Any]:
         if verdict_path is not None and not verdict_path.exists():
             _require_same_model(t, served_before, meta["sha256"], str(verdict_path))
         port, grpc_port = t.free_ports(image_ref, 2)
-        log.info(f"deploy {meta.get('name')} {version} to {s.environment}: new backend on the target's "
-                 f"127.0.0.1:{port}")
-        new = t.start_backend(image_ref, port, grpc_port, s.backend_memory, s.backend_pids)
+        name = t.backend_name(image_ref)
+        new: Any = None
         try:
+            new = t.start_backend(name, image_ref, port, grpc_port, s.backend_memory, s.backend_pids)
+            log.info(f"deploy {meta.get('name')} {version} to {s.environment}: new backend {name} started on "
+                     f"the target's 127.0.0.1:{port}")
             ts = time.time()
             with log.section("modelci_ready", f"waiting for readiness of {new.name} (on the target)"):
                 checks.wait_ready(t, new, port, s.ready_timeout)
@@ -156,17 +158,19 @@ def deploy(s: DeploySettings) -> dict[str, Any]:
             # cancellation until now still restores the previous backend, which is still running
         except BaseException:
             log.warn(f"deploy to {s.environment} failed: restoring the proxy's previous upstream, "
-                     f"removing {new.name}")
+                     f"removing {name}")
+            new = new or t.get(name)  # interrupted while the engine created it
             restored = False
             with contextlib.suppress(Exception):
                 if t.read_conf(proxy) != conf_before:
                     t.write_conf(proxy, conf_before)
                     restored = True
-            if restored:  # requests the new backend accepted finish before it stops
+            if restored and new is not None:  # requests the new backend accepted finish before it stops
                 time.sleep(s.drain_seconds)
                 with contextlib.suppress(Exception):
                     new.stop(timeout=10)
-            t.remove(new, "failed deploy")
+            if new is not None:
+                t.remove(new, "failed deploy")
             raise
         old = [b for b in t.backends() if b.id != new.id]
         for b in old:
