@@ -239,31 +239,39 @@ MOMENTS = {"after the new backend starts": "started on the target's",
            "after the switch, before the old backend stops": "switched staging"}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-@pytest.mark.parametrize("moment", list(MOMENTS))
-def test_a_killed_deploy_leaves_one_consistent_version_and_the_next_deploy_succeeds(images, env, moment, sig):
-    deploy(images["v1"], "staging", env["url"], env["ns"])
-    with LoadGenerator(env["url"], images["smoke"]["inputs"][:1], threads=2, max_seconds=120, rate=20) as load:
-        proc = _cli(env, images["v2"], extra_env={"MODELCI_DRAIN_SECONDS": "5"})
-        log = _kill_when(proc, MOMENTS[moment], sig)
-        time.sleep(1.0)
-    assert proc.returncode != 0, log[-1500:]
-    counts = load.counts()
-    assert counts["failed"] == 0 and set(counts["versions"]) <= {"v1", "v2"}, counts  # always answering
-    served = _proxy_names(env)
-    names = {b.name: b for b in _backends(env)}
-    version = _served(env["url"])
-    assert served is not None and served.name in names  # the proxy names an existing backend
-    if sig == signal.SIGTERM:
-        assert "cancelled (SIGTERM)" in log, log[-1500:]
-        assert version == "v1"  # handled like a failure: exactly what the proxy served before
-        assert len(names) == 1
-    else:
-        expected = "v2" if "after the switch" in moment else "v1"
-        assert version == expected
-    # the next deploy removes what the killed one left and succeeds
-    result = deploy(images["v2"], "staging", env["url"], env["ns"])
-    assert _served(env["url"]) == "v2" and [b.name for b in _backends(env)] == [result["backend"]]
+def test_killed_deploys_leave_one_consistent_version_and_the_next_deploy_succeeds(images, env):
+    """SIGTERM (GitLab's job cancel) and SIGKILL (a runner dying) after the new backend starts,
+    during readiness, and after the switch before the old backend stops, one after the other on
+    one environment (each next deploy is the following case's starting point): the environment
+    answers throughout with one of the two versions, a SIGTERM restores exactly what was served,
+    the proxy always names an existing backend, and the next deploy succeeds and cleans up."""
+    current = "v1"
+    deploy(images[current], "staging", env["url"], env["ns"])
+    for moment, pattern in MOMENTS.items():
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            case, other = f"{sig.name} {moment}", "v2" if current == "v1" else "v1"
+            with LoadGenerator(env["url"], images["smoke"]["inputs"][:1], threads=2, max_seconds=120,
+                               rate=20) as load:
+                proc = _cli(env, images[other], extra_env={"MODELCI_DRAIN_SECONDS": "5"})
+                log = _kill_when(proc, pattern, sig)
+                time.sleep(1.0)
+            assert proc.returncode != 0, (case, log[-1500:])
+            counts = load.counts()
+            assert counts["failed"] == 0 and set(counts["versions"]) <= {"v1", "v2"}, (case, counts)
+            served = _proxy_names(env)
+            names = {b.name: b for b in _backends(env)}
+            version = _served(env["url"])
+            assert served is not None and served.name in names, case  # names an existing backend
+            if sig == signal.SIGTERM:
+                assert "cancelled (SIGTERM)" in log, (case, log[-1500:])
+                assert version == current, case  # handled like a failure: what was served before
+                assert len(names) == 1, (case, list(names))
+            else:
+                assert version == (other if "after the switch" in moment else current), case
+            result = deploy(images[other], "staging", env["url"], env["ns"])
+            assert _served(env["url"]) == other, case
+            assert [b.name for b in _backends(env)] == [result["backend"]], case
+            current = other
 
 
 def test_an_orphan_is_never_switched_to(images, env):
