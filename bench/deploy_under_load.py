@@ -1,11 +1,13 @@
-"""Zero-downtime check: continuous loopback load on an environment URL while a deploy switches it.
+"""Zero-downtime check: bounded constant load on an environment's address while a deploy switches it.
 
-  python bench/deploy_under_load.py --url http://127.0.0.1:9001 --image REPO@sha256:... \
-      [--environment staging] [--namespace demo] [--threads 4]
+  DOCKER_HOST=ssh://deploy@host python bench/deploy_under_load.py --url http://HOST:9001 \
+      --image REPO@sha256:... [--environment staging] [--namespace demo] [--threads 4] [--rate 100]
 
-Sends 1-row /predict requests from several threads, each on a NEW connection and without retries,
-for the whole deploy (bounded: at most --max-seconds), and prints the counts: requests, failures
-(with the first errors), and responses per model version seen. Exit 1 if any request failed.
+Sends 1-row /predict requests through the environment's address (the deploy host's proxy, as users
+reach it) from several threads, each on a NEW connection and without retries, at a constant total
+rate (--rate requests/s, bounded: at most --max-seconds), for the whole deploy (`modelci deploy`
+with this process's DOCKER_HOST), and prints the counts: requests, failures (with the first
+errors), responses per model version seen, latency percentiles. Exit 1 if any request failed.
 Also importable: `LoadGenerator` is what tests/test_deploy.py uses.
 """
 from __future__ import annotations
@@ -22,8 +24,11 @@ import requests
 
 
 class LoadGenerator:
-    def __init__(self, url: str, records: list[dict], threads: int = 4, max_seconds: float = 120.0):
+    def __init__(self, url: str, records: list[dict], threads: int = 4, max_seconds: float = 120.0,
+                 rate: float = 100.0):
         self.url = url.rstrip("/") + "/predict"
+        self.interval = threads / rate if rate > 0 else 0.0  # each thread's share of the constant rate
+        self.latencies: list[float] = []
         self.records = records
         self.threads = threads
         self.max_seconds = max_seconds
@@ -37,7 +42,13 @@ class LoadGenerator:
 
     def _work(self) -> None:
         deadline = time.time() + self.max_seconds
+        next_at = time.time()
         while not self.stop.is_set() and time.time() < deadline:
+            next_at += self.interval
+            pause = next_at - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            t0 = time.time()
             try:
                 # a new connection per request (no keep-alive reuse, no retries)
                 resp = requests.post(self.url, json=self.records, timeout=10,
@@ -47,6 +58,7 @@ class LoadGenerator:
                     with self.lock:
                         self.ok += 1
                         self.versions[version] += 1
+                        self.latencies.append(time.time() - t0)
                     continue
                 err = f"HTTP {resp.status_code}: {resp.text[:100]}"
             except requests.RequestException as exc:
@@ -69,8 +81,11 @@ class LoadGenerator:
             t.join(15)
 
     def counts(self) -> dict:
+        lat = sorted(self.latencies)
+        pct = {f"p{q}_ms": round(1000 * lat[min(len(lat) - 1, int(len(lat) * q / 100))], 1)
+               for q in (50, 99)} if lat else {}
         return {"requests": self.ok + self.failed, "ok": self.ok, "failed": self.failed,
-                "versions": dict(self.versions), "errors": self.errors}
+                "versions": dict(self.versions), "errors": self.errors, **pct}
 
 
 def main() -> int:
@@ -80,13 +95,14 @@ def main() -> int:
     ap.add_argument("--environment", default="staging")
     ap.add_argument("--namespace", default="demo")
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--rate", type=float, default=100, help="total requests per second [100]")
     ap.add_argument("--max-seconds", type=float, default=120)
     args = ap.parse_args()
     lineage = requests.get(args.url.rstrip("/") + "/lineage", timeout=5).json()
     meta = requests.get(f"{args.url.rstrip('/')}/v2/models/{lineage['name']}", timeout=5).json()
     record = {i["name"]: (0.0 if i["datatype"].startswith("FP") else 0 if i["datatype"].startswith("INT")
                           else "x") for i in meta["inputs"]}
-    with LoadGenerator(args.url, [record], args.threads, args.max_seconds) as load:
+    with LoadGenerator(args.url, [record], args.threads, args.max_seconds, args.rate) as load:
         time.sleep(1)
         t0 = time.time()
         proc = subprocess.run(["modelci", "deploy", "--environment", args.environment, "--url", args.url,

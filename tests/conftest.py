@@ -72,3 +72,29 @@ def registry(tmp_path_factory, docker_client):
     reg.start()
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def remote_host(tmp_path_factory, registry):
+    """ONE deploy host the runner does not share, for the whole session (tools/remotehost.py): a
+    Docker engine in its own network namespace on 198.18.0.0/24, TCP+TLS and ssh:// access, the
+    session registry reachable from it under the same name. Torn down at the end, also after a
+    failure (and by the next session's start if this process is killed)."""
+    import remotehost
+
+    # not under pytest's basetemp: a concurrent pytest session prunes old basetemps (keeping 3),
+    # and this directory holds the engine's data root and the host's keys
+    state = Path("/var/tmp") / f"modelci-remotehost-{os.getpid()}-{secrets.token_hex(2)}"
+    host = remotehost.RemoteHost(state, forwards=[registry.port], owner_pid=os.getpid())
+    try:
+        host.start()
+        yield host
+    finally:
+        host.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy_image(docker_client, registry, base_image):
+    """images/proxy.Dockerfile built on the main engine (as the release job does) and pushed to the
+    session registry; deploys pull it onto the target by digest."""
+    return localci.publish_proxy_image(registry, base_image)

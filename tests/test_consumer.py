@@ -111,7 +111,7 @@ def make_consumer(server: sshgit.SSHGitServer, repo: Path, snippet: str) -> Path
 
 
 @pytest.fixture(scope="module")
-def consumer(tmp_path_factory, registry, base_image, tools_image, git_server, docker_client):
+def consumer(tmp_path_factory, registry, base_image, tools_image, git_server, docker_client, proxy_image):
     tmp = tmp_path_factory.mktemp("consumer")
     snippet = readme_snippet()
     ref = snippet_ref(snippet)

@@ -1,5 +1,11 @@
 """End to end through the real pipeline: gitlab-ci-local runs .gitlab-ci.yml (which includes the
 components from the same commit) against a real Docker engine and a real registry (with a login).
+Staging and production live on a deploy host the runner does not share (tests/conftest.py's
+namespaced engine): the deploy jobs reach it over ssh:// (shell executor) and, for the rollback
+re-run, over TCP+TLS (Docker executor), with DOCKER_HOST and its credentials scoped to the
+environments as GitLab's protected variables would be. Decoys on the runner's own loopback at the
+environments' ports and the backends' ports answer readiness and /lineage with a wrong sha256: no
+deploy may ever ask them.
 
 One module-scoped scenario, in the order a team lives it; each test asserts one promise:
   A. first pipeline (+ the manual production job): staging and production serve 1.0.0
@@ -10,9 +16,12 @@ One module-scoped scenario, in the order a team lives it; each test asserts one 
 """
 from __future__ import annotations
 
+import http.server
 import json
+import os
 import secrets
 import shutil
+import threading
 
 import localci
 import pytest
@@ -24,22 +33,78 @@ TRAIN, GATE, BUILD, STAGING, PROD = ("modelci:train", "modelci:gate", "modelci:b
                                     "modelci:production")
 
 
+class Decoy:
+    """An HTTP listener on the runner's loopback that answers like a ready model server with a
+    wrong sha256 and counts every request."""
+
+    def __init__(self, port: int):
+        decoy = self
+        self.requests: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                decoy.requests.append(f"{self.command} {self.path}")
+                body = json.dumps({"sha256": "0" * 64, "model_version": "decoy", "status": "ready"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _variables_file(path, environments, values):
+    """gitlab-ci-local's variables file: each variable scoped to the deploy environments only (as
+    protected, environment-scoped CI/CD variables are on GitLab). Returned relative to the repo:
+    gitlab-ci-local reads `<cwd>/<--variables-file>` (an absolute path is silently not found)."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({k: {"values": {e: v for e in environments}} for k, v in values.items()}))
+    return os.path.relpath(path, path.parent / "repo")
+
+
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory, registry, base_image, docker_client, mlflow_server):
+def scenario(tmp_path_factory, registry, base_image, docker_client, mlflow_server, remote_host, proxy_image):
     ns = "e2e" + secrets.token_hex(3)
     staging, production = localci.free_port(), localci.free_port()
-    staging_url, production_url = f"http://127.0.0.1:{staging}", f"http://127.0.0.1:{production}"
+    staging_url = f"http://{remote_host.address}:{staging}"
+    production_url = f"http://{remote_host.address}:{production}"
+    decoys = {p: Decoy(p) for p in (staging, production)}
     gitlab = localci.LocalGitLab(registry, extra={
         "MODELCI_STAGING_URL": staging_url, "MODELCI_PRODUCTION_URL": production_url,
         "MODELCI_DEPLOY_NAMESPACE": ns})
     repo = localci.make_project(tmp_path_factory.mktemp("e2e") / "repo")
+    envs = ("staging", "production")
+    ssh_vars = _variables_file(repo.parent / "ssh-variables.yml", envs, remote_host.ssh_env())
     s = {"repo": repo, "gitlab": gitlab, "staging": staging_url, "production": production_url,
-         "registry": registry, "timings": {}}
+         "registry": registry, "timings": {}, "decoys": decoys, "host": remote_host}
+
+    def add_backend_decoys():
+        for ctr in remote_host.client().containers.list(filters={"label": "io.modelci.namespace=" + ns}):
+            port = int(ctr.labels.get("io.modelci.port") or 0)
+            if port and port not in decoys:
+                try:
+                    decoys[port] = Decoy(port)
+                except OSError:
+                    pass  # something else of the runner listens there: not a decoy of ours
 
     def run(name, **kw):
+        kw["extra_args"] = [*kw.get("extra_args", []), "--variables-file", str(ssh_vars)]
         res = localci.run_pipeline(repo, gitlab, fake_gitlab=repo.parent / f"gitlab-{name}.json", **kw)
         s[name] = res
         s["timings"][name] = {"total_s": round(res.seconds, 1), "jobs": res.job_seconds}
+        add_backend_decoys()
         return res
 
     run("A", manual=[PROD])
@@ -85,17 +150,32 @@ def scenario(tmp_path_factory, registry, base_image, docker_client, mlflow_serve
     s["tags_E"] = _tags(registry, docker_client)
     s["lineage_E"] = {"staging": localci.lineage(staging_url), "production": localci.lineage(production_url)}
 
-    # GitLab's "Rollback environment": re-run pipeline A's production job, with pipeline A's artifacts
+    # GitLab's "Rollback environment": re-run pipeline A's production job, with pipeline A's artifacts,
+    # this time as a Docker-executor runner reaching the deploy host over TCP+TLS
     shutil.rmtree(repo / ".gitlab-ci-local" / "artifacts")
     shutil.copytree(artifacts_a, repo / ".gitlab-ci-local" / "artifacts")
-    run("R", jobs=[PROD])
+    localci.build_tools_image("local/modelci-tools:dev")
+    certs = repo.parent / "deploy-certs"  # what a file variable would hold, readable by the job's user
+    shutil.copytree(remote_host.tcp_env()["DOCKER_CERT_PATH"], certs)
+    for f in certs.iterdir():
+        f.chmod(0o644)
+    tls_vars = _variables_file(repo.parent / "tls-variables.yml", envs,
+                               {**remote_host.tcp_env(), "DOCKER_CERT_PATH": str(certs)})
+    res = localci.run_docker_pipeline(
+        repo, gitlab, project_path="mlops/wine", jobs=[PROD], volumes=[f"{certs}:{certs}:ro"],
+        fake_gitlab=repo.parent / "gitlab-R.json", extra_args=["--variables-file", str(tls_vars)])
+    s["R"] = res
+    s["timings"]["R"] = {"total_s": round(res.seconds, 1), "jobs": res.job_seconds}
     s["lineage_R"] = localci.lineage(production_url)
     print("\nE2E stage timings:", json.dumps(s["timings"], indent=1))
     yield s
     import subprocess
+    for d in decoys.values():
+        d.stop()
     for env, url in (("staging", staging_url), ("production", production_url)):
         subprocess.run([str(localci.VENV_BIN / "modelci"), "deploy", "--teardown", "--namespace", ns,
-                        "--environment", env, "--url", url], capture_output=True)
+                        "--environment", env, "--url", url], capture_output=True,
+                       env={**os.environ, **remote_host.tcp_env()})
 
 
 def _tags(registry, docker_client):
@@ -228,3 +308,14 @@ def test_corrupt_csv_fails_before_any_image_is_built(scenario):
     lin = scenario["lineage_E"]
     assert lin["staging"]["model_version"] == "1.1.1"
     assert lin["production"]["model_version"] == "1.1.1"
+
+
+def test_deploys_reached_the_namespaced_host_and_never_the_runners_loopback(scenario):
+    """Over ssh:// (shell executor) and TCP+TLS (Docker executor): the deploy jobs' output names the
+    namespaced engine, and the decoys on the runner's loopback saw no request at all."""
+    label = f"io.modelci.testhost={scenario['host'].info['name']}"
+    assert "ssh://" not in scenario["A"].gitlab_variables.get("DOCKER_HOST", "")  # scoped, not global
+    for name in ("A", "C", "R"):
+        assert label in scenario[name].output, scenario[name].output[-2000:]
+    assert len(scenario["decoys"]) >= 3  # the environments' ports and at least one backend port
+    assert {p: d.requests for p, d in scenario["decoys"].items() if d.requests} == {}

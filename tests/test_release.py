@@ -67,8 +67,9 @@ def test_release_pushes_the_tools_image_with_alias_tags(tmp_path, monkeypatch, r
     monkeypatch.setenv("CI_REGISTRY_USER", registry.htpasswd[0])
     monkeypatch.setenv("CI_REGISTRY_PASSWORD", registry.htpasswd[1])
     image = f"{registry.host}/modelci/modelci/tools"
-    assert release.main(["--version", "0.1.0", "--image", image, "--base-image", base_image,
-                         "--notes", str(tmp_path / "notes.md")]) == 0
+    proxy = f"{registry.host}/modelci/modelci/proxy"
+    assert release.main(["--version", "0.1.0", "--image", image, "--proxy-image", proxy,
+                         "--base-image", base_image, "--notes", str(tmp_path / "notes.md")]) == 0
     assert "first release" in (tmp_path / "notes.md").read_text()
     tags = requests.get(f"http://{registry.host}/v2/modelci/modelci/tools/tags/list",
                         auth=registry.htpasswd, timeout=5).json()["tags"]
@@ -78,6 +79,15 @@ def test_release_pushes_the_tools_image_with_alias_tags(tmp_path, monkeypatch, r
                              headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
                              ).headers["Docker-Content-Digest"] for t in ("0.1.0", "0.1", "0")}
     assert len(digests) == 1
+    # the deploy proxy is released with it: same version, same tags, one digest
+    proxy_tags = requests.get(f"http://{registry.host}/v2/modelci/modelci/proxy/tags/list",
+                              auth=registry.htpasswd, timeout=5).json()["tags"]
+    assert {"0.1.0", "0.1", "0"} <= set(proxy_tags)
+    proxy_digests = {requests.head(f"http://{registry.host}/v2/modelci/modelci/proxy/manifests/{t}",
+                                   auth=registry.htpasswd, timeout=5,
+                                   headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+                                   ).headers["Docker-Content-Digest"] for t in ("0.1.0", "0.1", "0")}
+    assert len(proxy_digests) == 1
 
 
 def test_release_jobs_run_through_gitlab_ci_local_up_to_the_cli(tmp_path):
@@ -95,7 +105,8 @@ def test_release_jobs_run_through_gitlab_ci_local_up_to_the_cli(tmp_path):
     jobs = {name: job for name, job in ci.items() if name.startswith("release:")}
     assert set(jobs) == {"release:tools-image", "release:notes"}
     assert jobs["release:tools-image"]["script"] == [
-        'python3 tools/release.py --version "$CI_COMMIT_TAG" --image "$CI_REGISTRY_IMAGE/tools" $RELEASE_FLAGS']
+        'python3 tools/release.py --version "$CI_COMMIT_TAG" --image "$CI_REGISTRY_IMAGE/tools" '
+        '--proxy-image "$CI_REGISTRY_IMAGE/proxy" $RELEASE_FLAGS']
     assert jobs["release:notes"]["image"].startswith("registry.gitlab.com/gitlab-org/cli:")
     assert jobs["release:notes"]["release"] == {"tag_name": "$CI_COMMIT_TAG", "description": "out/release-notes.md"}
     assert jobs["release:notes"]["needs"] == ["release:tools-image"]
@@ -114,8 +125,8 @@ def test_release_jobs_run_through_gitlab_ci_local_up_to_the_cli(tmp_path):
         timeout=300)
     out = result.output
     assert result.jobs.get("release:tools-image") == "passed", out
-    assert 'python3 tools/release.py --version "$CI_COMMIT_TAG" --image "$CI_REGISTRY_IMAGE/tools" $RELEASE_FLAGS' \
-        in out
+    assert ('python3 tools/release.py --version "$CI_COMMIT_TAG" --image "$CI_REGISTRY_IMAGE/tools" '
+            '--proxy-image "$CI_REGISTRY_IMAGE/proxy" $RELEASE_FLAGS') in out
     assert '"dry_run": true' in out and '"0.1.0",' in out and '"0.1",' in out
     assert '"image": "127.0.0.1:9/mlops/wine/tools"' in out  # the loopback registry, never contacted
     notes = (repo / "out" / "release-notes.md").read_text().strip()  # the job's artifact, copied back

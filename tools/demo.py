@@ -33,6 +33,7 @@ def main() -> int:
     if args.down:
         return down()
     registry = localci.Registry(5000, STATE / "registry").start()
+    localci.publish_proxy_image(registry)  # what a release publishes; deploys pull it
     gitlab = localci.LocalGitLab(registry, extra={
         "MODELCI_STAGING_URL": STAGING, "MODELCI_PRODUCTION_URL": PRODUCTION,
         "MODELCI_DEPLOY_NAMESPACE": "demo",

@@ -26,6 +26,11 @@ command -v node >/dev/null || need_pkgs+=(nodejs npm)
 command -v make >/dev/null || need_pkgs+=(make)
 command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+# the namespaced deploy host of the tests (tools/remotehost.py): ip, nsenter, openssl, ssh-keygen
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v nsenter >/dev/null || need_pkgs+=(util-linux)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing system packages: ${need_pkgs[*]}"

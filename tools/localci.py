@@ -156,6 +156,7 @@ class LocalGitLab:
             "CI_REGISTRY": self.registry.host, "CI_REGISTRY_IMAGE": f"{self.registry.host}/{project_path}",
             "CI_JOB_TOKEN": self.job_token, "MODELCI_BASE_IMAGE": BASE_IMAGE,
             "MODELCI_TOOLS_IMAGE": "local/modelci-tools:dev", "MODELCI_BUILD_TOOLS_IMAGE": "false",
+            "MODELCI_PROXY_IMAGE": proxy_image_ref(self.registry),
         }
         if self.registry.htpasswd:
             v["CI_REGISTRY_USER"], v["CI_REGISTRY_PASSWORD"] = self.registry.htpasswd
@@ -421,12 +422,32 @@ def push_image(source: str, target: str, registry: Registry) -> None:
 HELPER_IMAGE = os.environ.get("MODELCI_HELPER_IMAGE", "local/ci-helper:bookworm")
 
 
+def proxy_image_ref(registry: Registry) -> str:
+    """Where a release would publish the deploy proxy image, in the local registry: the deploy
+    component's default (`$CI_REGISTRY/modelci/modelci/proxy:<version>`) with CI_REGISTRY local."""
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    return f"{registry.host}/modelci/modelci/proxy:{version.group(1) if version else 'dev'}"
+
+
+def publish_proxy_image(registry: Registry, base_image: str = BASE_IMAGE) -> str:
+    """Build images/proxy.Dockerfile on the main engine (as the release job does) and push it to the
+    local registry, so deploys pull it onto their target. Returns the reference."""
+    ref = proxy_image_ref(registry)
+    proc = subprocess.run(["docker", "build", "-q", "--network", "host", "--build-arg", f"BASE_IMAGE={base_image}",
+                           "-f", str(ROOT / "images" / "proxy.Dockerfile"), "-t", ref, str(ROOT)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"docker build of the proxy image failed:\n{proc.stderr[-3000:]}")
+    push_image(ref, ref, registry)
+    return ref
+
+
 def run_docker_pipeline(repo: Path, gitlab: LocalGitLab, *, project_path: str,
                         manual: list[str] | None = None, jobs: list[str] | None = None,
                         variables: dict[str, str] | None = None, volumes: list[str] | None = None,
                         env: dict[str, str] | None = None, fake_gitlab: Path | None = None,
-                        mrs: tuple[int, ...] = (), timeout: float = 1800,
-                        echo: bool = False) -> PipelineResult:
+                        mrs: tuple[int, ...] = (), timeout: float = 1800, echo: bool = False,
+                        extra_args: list[str] | None = None) -> PipelineResult:
     """Run a repo's pipeline as a runner with the Docker executor would: every job in its `image:`
     (host networking, images already present locally, the local helper image that has bash and
     rsync), the host's Docker socket mounted (no dind service can run here) plus `volumes`.
@@ -439,4 +460,4 @@ def run_docker_pipeline(repo: Path, gitlab: LocalGitLab, *, project_path: str,
         docker_args += ["--volume", v]
     return _gitlab_ci_local(repo, gitlab, docker_args, project_path=project_path, manual=manual, jobs=jobs,
                             variables=variables, env=env, timeout=timeout, echo=echo,
-                            fake_gitlab=fake_gitlab, mrs=mrs)
+                            fake_gitlab=fake_gitlab, mrs=mrs, extra_args=extra_args)

@@ -36,9 +36,9 @@ def check(version: str) -> dict:
     if not pv or pv.group(1) != version:
         problems.append(f"pyproject.toml: version is {pv.group(1) if pv else None}, not {version}")
     for tpl in sorted((ROOT / "templates").glob("*.yml")):
-        for tag in re.findall(r'/tools:([^"\s]+)"', tpl.read_text()):
+        for kind, tag in re.findall(r'/(tools|proxy):([^"\s]+)"', tpl.read_text()):
             if tag != version:
-                problems.append(f"{tpl.relative_to(ROOT)}: default image tag tools:{tag}, not {version}")
+                problems.append(f"{tpl.relative_to(ROOT)}: default image tag {kind}:{tag}, not {version}")
     changelog = (ROOT / "CHANGELOG.md").read_text() if (ROOT / "CHANGELOG.md").exists() else ""
     section = re.search(rf"^## \[?{re.escape(version)}\]?.*?$(.*?)(?=^## |\Z)", changelog, re.M | re.S)
     if not section:
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", default=os.environ.get("CI_COMMIT_TAG"))
     ap.add_argument("--image", default=f"{os.environ.get('CI_REGISTRY_IMAGE', 'modelci')}/tools")
+    ap.add_argument("--proxy-image", default=f"{os.environ.get('CI_REGISTRY_IMAGE', 'modelci')}/proxy",
+                    help="the deploy proxy image (images/proxy.Dockerfile), released with the same tags")
     ap.add_argument("--base-image", default=os.environ.get("MODELCI_BASE_IMAGE"))
     ap.add_argument("--notes", default="out/release-notes.md")
     ap.add_argument("--dry-run", action="store_true", help="check only; build and push nothing")
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.notes).parent.mkdir(parents=True, exist_ok=True)
         Path(args.notes).write_text(plan["notes"] + "\n")
         tags = [plan["version"], *plan["aliases"]]
-        result = {"image": args.image, "tags": tags, "notes": args.notes, "dry_run": args.dry_run}
+        result = {"image": args.image, "proxy_image": args.proxy_image, "tags": tags, "notes": args.notes,
+                  "dry_run": args.dry_run}
         if not args.dry_run:
             c = dockerutil.client()
             auth = dockerutil.login(c, args.image.split("/", 1)[0])
@@ -77,6 +80,17 @@ def main(argv: list[str] | None = None) -> int:
             image.reload()
             result["digest"] = next((d for d in image.attrs.get("RepoDigests", [])
                                      if d.startswith(args.image + "@")), None)
+            # the proxy `modelci deploy` pulls onto deploy hosts: same version, same tags
+            with log.section("release_build_proxy", f"docker build {args.proxy_image}:{plan['version']}"):
+                proxy, _ = c.images.build(path=str(ROOT), dockerfile="images/proxy.Dockerfile",
+                                          tag=f"{args.proxy_image}:{plan['version']}", buildargs=buildargs,
+                                          network_mode="host", rm=True)
+            for tag in tags:
+                proxy.tag(args.proxy_image, tag=tag)
+                dockerutil.stream_push(c, args.proxy_image, tag, auth)
+            proxy.reload()
+            result["proxy_digest"] = next((d for d in proxy.attrs.get("RepoDigests", [])
+                                           if d.startswith(args.proxy_image + "@")), None)
         print(json.dumps(result, indent=2))
         return 0
     except ModelCIError as err:

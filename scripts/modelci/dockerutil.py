@@ -1,28 +1,98 @@
 """Docker engine helpers (docker SDK, DOCKER_HOST from the environment)."""
 from __future__ import annotations
 
+import atexit
+import contextlib
 import io
 import json
 import os
+import shutil
 import tarfile
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from . import log
 from .errors import ModelCIError
 
+_SSH_HOME: list[str] = []
+
 
 def client() -> Any:
+    """The Docker engine at DOCKER_HOST: unix://, tcp:// (TLS with DOCKER_TLS_VERIFY and
+    DOCKER_CERT_PATH) or ssh://USER@HOST (docs/deploy-targets.md). Over ssh:// the client is
+    paramiko (a pinned Python dependency: the tools image needs no ssh binary); its private key and
+    the host's known_hosts entry come from MODELCI_DEPLOY_SSH_KEY / MODELCI_DEPLOY_SSH_KNOWN_HOSTS
+    (file variables), else from ~/.ssh; an unknown host key is refused."""
     import docker
 
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
-        c = docker.from_env(timeout=300)
+        if host.startswith("ssh://"):
+            with _ssh_home():
+                c = docker.from_env(timeout=300)
+        else:
+            # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE replace the engine's CA
+            # (DOCKER_CERT_PATH/ca.pem): the engine's own CA must win, so the session ignores them.
+            with _without_env("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+                c = docker.from_env(timeout=300)
+            c.api.trust_env = False
         c.ping()
         return c
     except Exception as exc:  # noqa: BLE001 - docker raises many kinds
-        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise ModelCIError(f"cannot reach the Docker engine at {host} ({exc.__class__.__name__}); "
-                           "set DOCKER_HOST (e.g. tcp://docker:2375 with a dind service)") from None
+        detail = log.mask(str(exc)).splitlines()[-1][:200] if str(exc) else ""
+        raise ModelCIError(f"cannot reach the Docker engine at {host} ({exc.__class__.__name__}: {detail}); "
+                           "check DOCKER_HOST and its credentials (docs/deploy-targets.md)") from None
+
+
+@contextlib.contextmanager
+def _without_env(*names: str) -> Iterator[None]:
+    saved = {n: os.environ.pop(n) for n in names if n in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _ssh_home() -> Iterator[None]:
+    """docker's ssh transport reads ~/.ssh/config and ~/.ssh/known_hosts while it connects: give it
+    a private HOME holding the key and known_hosts files named by the settings."""
+    from .settings import deploy as _declared  # noqa: F401 - declares the variables read below
+    from .settings import get
+
+    key, known = get("MODELCI_DEPLOY_SSH_KEY"), get("MODELCI_DEPLOY_SSH_KNOWN_HOSTS")
+    if not (key or known):
+        yield
+        return
+    home = Path(tempfile.mkdtemp(prefix="modelci-ssh-"))
+    _SSH_HOME.append(str(home))
+    atexit.register(shutil.rmtree, str(home), True)
+    ssh = home / ".ssh"
+    ssh.mkdir(mode=0o700)
+    if known:
+        shutil.copyfile(known, ssh / "known_hosts")
+    if key:
+        shutil.copyfile(key, ssh / "id_deploy")
+        (ssh / "id_deploy").chmod(0o600)
+        (ssh / "config").write_text(f"Host *\n  IdentityFile {ssh / 'id_deploy'}\n")
+    old = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = old
+
+
+def engine_identity(c: Any) -> dict[str, Any]:
+    """Which engine answered (logged by deploys: the name, data root and labels of the target)."""
+    info = c.info()
+    return {"name": info.get("Name"), "root": info.get("DockerRootDir"), "labels": info.get("Labels") or [],
+            "version": info.get("ServerVersion"), "time": info.get("SystemTime")}
 
 
 def registry_credentials() -> tuple[str | None, str | None]:
