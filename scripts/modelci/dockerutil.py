@@ -96,8 +96,11 @@ def engine_identity(c: Any) -> dict[str, Any]:
 
 
 def registry_credentials() -> tuple[str | None, str | None]:
-    user = os.environ.get("MODELCI_REGISTRY_USER") or os.environ.get("CI_REGISTRY_USER")
-    password = os.environ.get("MODELCI_REGISTRY_PASSWORD") or os.environ.get("CI_REGISTRY_PASSWORD")
+    from .settings import env, get
+    from .settings.common import REGISTRY_PASSWORD, REGISTRY_USER
+
+    user = get(REGISTRY_USER.name) or env("CI_REGISTRY_USER")
+    password = get(REGISTRY_PASSWORD.name) or env("CI_REGISTRY_PASSWORD")
     log.add_secret(password)
     return user or None, password or None
 

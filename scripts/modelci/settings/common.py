@@ -36,3 +36,8 @@ BASE_IMAGE = var("MODELCI_BASE_IMAGE", "BASE_IMAGE build argument of the serving
 FORCE_RETRAIN = var("FORCE_RETRAIN", "Train even when a model for the same inputs is cached, and run the "
                     "training jobs whatever changed (a maintainer's manual pipeline, a drift retrain).",
                     "false", kind="bool", used_by=("train", "templates"))
+REGISTRY_USER = var("MODELCI_REGISTRY_USER", "User for the image registry (else CI_REGISTRY_USER, which GitLab "
+                    "provides).", used_by=("build", "deploy", "champion", "release"))
+REGISTRY_PASSWORD = var("MODELCI_REGISTRY_PASSWORD", "Password for the image registry (else "
+                        "CI_REGISTRY_PASSWORD); passed through the Docker API, never a command line or a log.",
+                        kind="secret", used_by=("build", "deploy", "champion", "release"), secret=True)

@@ -19,6 +19,12 @@ var("MODELCI_READY_TIMEOUT", "Seconds to wait for the new backend's readiness.",
     kind="float", used_by=USED_BY)
 var("MODELCI_DEPLOY_DOTENV", "Write a dotenv report (MODELCI_DEPLOYED_*) to this path.", kind="path",
     used_by=USED_BY)
+for _name, _what in (("IMAGE", "the serving image (by digest)"), ("VERSION", "the model version"),
+                     ("PROXY_IMAGE", "the proxy image (by digest)")):
+    var(f"MODELCI_DEPLOYED_{_name}", f"Written by the deploy job's dotenv report (--dotenv): {_what} the "
+        "environment now serves.", used_by=USED_BY)
+var("MODELCI_SITE", "Internal: the proxy's site config, handed to `exec` inside the proxy container when the "
+    "deploy rewrites it on the target's volume (never read from the job's environment).", used_by=USED_BY)
 var("MODELCI_PROXY_IMAGE", "The environment's proxy image (published with the tools image, same "
     "version); pulled onto the target, never built there.", default=DEFAULT_PROXY_IMAGE, used_by=USED_BY)
 var("MODELCI_PROXY_GRPC_PORT", "Port of the proxy's gRPC (HTTP/2) listener; 0 turns it off.",
