@@ -119,7 +119,7 @@ def run_container(docker_client):
     def run(image, port: int, **env):
         c = docker_client.containers.run(
             image.id, detach=True, name=f"modelci-test-app-{secrets.token_hex(4)}", network_mode="host",
-            environment={"PORT": str(port), "HOST": "127.0.0.1", **env})
+            environment={"PORT": str(port), "HOST": "127.0.0.1", "GRPC_PORT": str(_free_port()), **env})
         started.append(c)
         return c
 
