@@ -8,7 +8,7 @@ Endpoints (Open Inference Protocol / KServe V2 REST, plus plain JSON):
   GET  /v2/models/{name}[/versions/{v}]/ready   model readiness
   POST /v2/models/{name}[/versions/{v}]/infer   V2 inference (one tensor per input column), JSON or with
                                                 the binary tensor data extension
-  GET  /v2/models[/{name}[/versions/{v}]]/stats inference statistics in Triton's format
+  GET  /v2/models/{name}[/versions/{v}]/stats   inference statistics in Triton's format
   POST /predict                                 [{"col": v, ...}] or {"records": [...]}
                                                 -> {"predictions": [...], "model_version"}
   GET  /lineage                                 where the model comes from
@@ -300,9 +300,6 @@ class ServingApp:
     async def _route(self, path: str, method: str, scope: dict[str, Any],
                      receive: Receive) -> tuple[str, int, bytes, list[tuple[bytes, bytes]]]:
         if path.startswith("/v2/models/"):
-            if path == "/v2/models/stats":
-                _method(method, "GET")
-                return path, 200, await self._stats_body(None, None), _HDR_JSON
             return await self._models_route(path, method, scope, receive)
         if path == "/predict":
             endpoint = "/predict"
@@ -606,8 +603,7 @@ def _attach_binary_inputs(req: dict[str, Any], raw: memoryview) -> None:
                          "any input's binary_data_size")
 
 
-_STATIC = frozenset({"/predict", "/v2/health/ready", "/v2/health/live", "/metrics", "/lineage", "/v2",
-                     "/v2/models/stats"})
+_STATIC = frozenset({"/predict", "/v2/health/ready", "/v2/health/live", "/metrics", "/lineage", "/v2"})
 
 
 def _endpoint_label(path: str) -> str:
