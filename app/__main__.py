@@ -116,10 +116,18 @@ def run_worker(cfg: Settings, sock: socket.socket, group: Any) -> int:
     return 0 if server.started else 1
 
 
-def main() -> int:
-    from .server import configure_logging
+def _configure_logging() -> None:
+    # the supervisor stays light (no numpy/scikit-learn): the workers import the app after the fork
+    root = logging.getLogger("modelci")
+    if not root.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(h)
+        root.setLevel(os.environ.get("MODELCI_LOG_LEVEL", "INFO").upper())
 
-    configure_logging()
+
+def main() -> int:
+    _configure_logging()
     try:
         cfg = Settings()
     except ValueError as exc:
