@@ -29,7 +29,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
     PORT=8080 \
-    GRPC_PORT=8081 \
     MODELCI_MODEL_DIR=/app/artifact
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app

@@ -1,6 +1,7 @@
 """`python -m app`: serve the model with N worker processes (uvicorn, uvloop + httptools) on one port.
 
-Environment: HOST (default 0.0.0.0), PORT (default 8080), GRPC_PORT (default 8081; 0 turns gRPC off),
+Environment: HOST (default 0.0.0.0), PORT (default 8080), GRPC_PORT (default 8081; 0 turns gRPC off; when
+unset and 8081 is taken, gRPC is turned off with a warning; when set and taken, exit 64),
 MODELCI_WORKERS (default: the CPUs available to the container: affinity mask and cgroup CPU quota),
 MODELCI_MODEL_DIR (default /app/artifact), MODELCI_MODEL_VERSION, MODELCI_MAX_BODY_BYTES,
 MODELCI_INLINE_ROWS, MODELCI_MAX_CONCURRENCY, MODELCI_HEADER_TIMEOUT_S (10), MODELCI_BODY_TIMEOUT_S
@@ -35,6 +36,7 @@ class Settings:
         env = os.environ
         self.host = env.get("HOST") or "0.0.0.0"
         self.port = int(env.get("PORT") or 8080)
+        self.grpc_port_set = bool((env.get("GRPC_PORT") or "").strip())
         self.grpc_port = int(env.get("GRPC_PORT") or 8081)
         self.keepalive = int(env.get("MODELCI_KEEPALIVE_S") or 75)
         self.header_timeout = float(env.get("MODELCI_HEADER_TIMEOUT_S") or 10)
@@ -144,9 +146,14 @@ def main() -> int:
         try:
             _bind(cfg.host, cfg.grpc_port).close()
         except OSError as exc:
-            print(f"cannot listen on {cfg.host}:{cfg.grpc_port} (GRPC_PORT; 0 turns gRPC off): {exc}",
-                  file=sys.stderr)
-            return 64
+            if cfg.grpc_port_set:
+                print(f"cannot listen on {cfg.host}:{cfg.grpc_port} (GRPC_PORT; 0 turns gRPC off): {exc}",
+                      file=sys.stderr)
+                return 64
+            # the default port is taken (e.g. two environments on one host network): serve REST only
+            log.warning("gRPC is OFF: the default GRPC_PORT %d is in use (%s); set GRPC_PORT to a free "
+                        "port for each server on this host", cfg.grpc_port, exc)
+            cfg.grpc_port = 0
     from .cluster import WorkerGroup
 
     rundir = tempfile.mkdtemp(prefix="modelci-workers-")

@@ -184,3 +184,26 @@ def test_two_workers_metrics_count_every_request_once(text_dir, tmp_path):
     for pid in workers:  # every worker stopped with the supervisor
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert out.count("Application shutdown complete") >= 2
+
+
+def test_grpc_port_in_use_is_refused_when_set(text_dir):
+    import socket
+
+    d, _, _ = text_dir
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        proc = _start(d, _free_port(), GRPC_PORT=str(taken.getsockname()[1]))
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        taken.close()
+    assert proc.returncode == 64, out
+    assert "GRPC_PORT" in out and "cannot listen" in out
+
+
+def test_bad_worker_count_is_a_setting_error(text_dir):
+    d, _, _ = text_dir
+    proc = _start(d, _free_port(), MODELCI_WORKERS="0")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 64 and "MODELCI_WORKERS" in out
