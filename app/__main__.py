@@ -8,8 +8,8 @@ MODELCI_INLINE_ROWS, MODELCI_MAX_CONCURRENCY, MODELCI_HEADER_TIMEOUT_S (10), MOD
 (30), MODELCI_GRPC_THREADS (8), MODELCI_LOG_LEVEL (INFO), MODELCI_ACCESS_LOG (0; 1 logs every request,
 which costs throughput), MODELCI_KEEPALIVE_S (75).
 
-The supervisor (this process) binds the port, forks the workers (each loads and verifies the model
-itself) and forwards SIGTERM/SIGINT to them. A worker killed by a signal is replaced; a worker that
+The supervisor (this process) binds the port (one SO_REUSEPORT socket per worker), forks the workers
+(each loads and verifies the model itself) and forwards SIGTERM/SIGINT to them. A worker killed by a signal is replaced; a worker that
 cannot serve the model (exit status 1) stops them all.
 Exit status: 0 after a normal shutdown (SIGTERM/SIGINT), 1 when the model cannot be served
 (altered or missing artifact, failing warm-up), 64 for a bad setting.
@@ -52,10 +52,12 @@ class Settings:
             self.workers = available_cpus()
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -136,7 +138,12 @@ def main() -> int:
         print(f"environment: HOST/PORT/GRPC_PORT/MODELCI_*: {exc}", file=sys.stderr)
         return 64
     try:
-        sock = _bind(cfg.host, cfg.port)
+        # One listening socket per worker in one SO_REUSEPORT group: the kernel spreads connections
+        # over the workers evenly (with one shared socket, the first worker to wake takes a burst of
+        # connections). An exclusive bind first makes sure no other server holds the port.
+        if cfg.workers > 1:
+            _bind(cfg.host, cfg.port).close()
+        socks = [_bind(cfg.host, cfg.port, reuse_port=cfg.workers > 1) for _ in range(cfg.workers)]
     except OSError as exc:
         print(f"cannot listen on {cfg.host}:{cfg.port}: {exc}", file=sys.stderr)
         return 64
@@ -162,12 +169,13 @@ def main() -> int:
              "/app/artifact", cfg.host, cfg.port, f" and gRPC on port {cfg.grpc_port}" if cfg.grpc_port
              else "", cfg.workers)
     try:
-        return _supervise(cfg, sock, rundir, flags, WorkerGroup)
+        return _supervise(cfg, socks, rundir, flags, WorkerGroup)
     finally:
         shutil.rmtree(rundir, ignore_errors=True)
 
 
-def _supervise(cfg: Settings, sock: socket.socket, rundir: str, flags: mmap.mmap, group_cls: Any) -> int:
+def _supervise(cfg: Settings, socks: list[socket.socket], rundir: str, flags: mmap.mmap,
+               group_cls: Any) -> int:
     children: dict[int, int] = {}  # pid -> worker index
     stopping = {"sig": 0}
 
@@ -179,7 +187,10 @@ def _supervise(cfg: Settings, sock: socket.socket, rundir: str, flags: mmap.mmap
             try:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(sig, signal.SIG_DFL)  # uvicorn installs its own graceful handlers
-                code = run_worker(cfg, sock, group_cls(cfg.workers, rundir, flags, index))
+                for i, other in enumerate(socks):
+                    if i != index:
+                        other.close()  # each worker holds only its own socket
+                code = run_worker(cfg, socks[index], group_cls(cfg.workers, rundir, flags, index))
             except BaseException:  # noqa: BLE001 - never return into the supervisor's code
                 log.exception("worker %d crashed", index)
             finally:
@@ -199,7 +210,8 @@ def _supervise(cfg: Settings, sock: socket.socket, rundir: str, flags: mmap.mmap
     signal.signal(signal.SIGINT, forward)
     for i in range(cfg.workers):
         spawn(i)
-    # the supervisor keeps the listening socket open (never accepting on it) for respawned workers
+    # the supervisor keeps the listening sockets open (never accepting) for respawned workers: a dead
+    # worker's connections wait in its socket's queue until the new worker takes over
     result = 0
     respawns: list[float] = []
     while children:

@@ -641,8 +641,11 @@ def start_app_workers(model_dir: Path, workers: int, cores: str, work: Path) -> 
 
 
 def start_mlserver_workers(model_dir: Path, name: str, workers: int, cores: str, work: Path) -> Server:
-    env_dir = venv(f"venv-mlserver-{MLSERVER_VERSION}",
-                   [f"mlserver=={MLSERVER_VERSION}", f"mlserver-sklearn=={MLSERVER_VERSION}", *ml_pins()])
+    # MLServer 1.7.1's parallel workers call asyncio.get_event_loop() outside a loop, which uvloop >= 0.22
+    # refuses ("There is no current event loop"): its own venv pins the last uvloop it works with.
+    env_dir = venv(f"venv-mlserver-{MLSERVER_VERSION}-parallel",
+                   [f"mlserver=={MLSERVER_VERSION}", f"mlserver-sklearn=={MLSERVER_VERSION}", "uvloop==0.21.0",
+                    *ml_pins()])
     repo = work / f"mlserver-{workers}"
     (repo / name).mkdir(parents=True, exist_ok=True)
     shutil.copy2(model_dir / "model.joblib", repo / name / "model.joblib")
