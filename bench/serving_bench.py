@@ -749,7 +749,8 @@ def text_suite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def report_text(res: dict[str, Any]) -> None:
     mi, li = res["inprocess_modelci"], res["inprocess_lean"]
-    print(f"\ntext model (median of {len(res['_runs']['inprocess_modelci']) if '_runs' in res else 1} runs)")
+    runs = len(mi.get("_runs", {}).get("predict_per_s", [None]))
+    print(f"\ntext model (median of {runs} run(s))")
     print(f"in-process 1-row predict, core {SERVER_CORE}: modelci pipeline {mi['predict_per_s']:.0f}/s "
           f"({1e3 / mi['predict_per_s']:.2f} ms), lean hand-built pipeline {li['predict_per_s']:.0f}/s "
           f"({1e3 / li['predict_per_s']:.2f} ms)")
