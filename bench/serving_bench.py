@@ -10,6 +10,10 @@ Measures:
   * image size vs base image + dependencies (venv layer) + model,
   * bytes pushed to a registry on a model-only change (a real local registry), and that rebuild's time.
 and prints the ratios the serving issue asks for (>= 2x MLServer, >= 1.3x Flask, >= 75% in-process).
+`--suite text`: the consumer's text model on a synthetic catalogue (bench/make_catalogue.py), the app with
+1 and 2 workers vs MLServer (parallel_workers: 2) vs gunicorn -w 2, raw and tritonclient (HTTP JSON, HTTP
+binary, gRPC) load, median of --runs runs. `--suite abuse`: oversized label values + slow connections
+against 2 workers, peak RSS and health checks.
 
 Usage (from the repo root, with the project venv):
   .venv/bin/python bench/serving_bench.py [--model DIR] [--requests 4000] [--duration 15]
