@@ -12,7 +12,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/venv
 COPY app/requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: -r /tmp/requirements.txt \
- && /opt/venv/bin/python -c "import sklearn, numpy, scipy, pandas, joblib, uvicorn, uvloop, httptools, orjson, prometheus_client" \
+ && /opt/venv/bin/python -c "import sklearn, numpy, scipy, pandas, joblib, uvicorn, uvloop, httptools, orjson, prometheus_client, grpc, google.protobuf" \
  && /opt/venv/bin/pip uninstall -y -q pip setuptools wheel \
  && find /opt/venv -depth -type d \( -name tests -o -name testing \) -path '*/site-packages/*' \
       -not -path '*/numpy/testing' -exec rm -rf {} + \
@@ -34,7 +34,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY app/ /app/app/
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 8080 8081
 HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
   CMD ["python3", "-c", "import os,urllib.request as u; u.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('PORT', '8080'), timeout=2)"]
 CMD ["python3", "-m", "app"]

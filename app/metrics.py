@@ -14,9 +14,13 @@ Exported families (all prefixed ``modelci_``):
                                                          are the training's decile edges (feature_stats)
   feature_value_sum_squares{model,feature}               gauge (with count and sum: mean and variance)
   feature_missing_total{model,feature}                   counter (null / NaN numeric values, null strings)
+  feature_out_of_range_total{model,feature}              counter (numeric values that are infinite or beyond
+                                                         +-1e100: excluded from the value metrics above, so
+                                                         one absurd input cannot turn a sum into +Inf)
   feature_category_total{model,feature,value}            counter (categorical; the training's categories,
                                                          plus up to MAX_CATEGORIES unseen ones, the rest
-                                                         counted as "__other__")
+                                                         counted as "__other__"; values longer than
+                                                         MAX_LABEL_CHARS are cut and suffixed with a hash)
   text_length_chars{model,feature}                       histogram of text lengths (training edges) + _sum_squares
   model_info{model,version,sha256}                       gauge = 1
   model_ready                                            gauge 0/1
@@ -24,7 +28,6 @@ Exported families (all prefixed ``modelci_``):
 from __future__ import annotations
 
 import contextlib
-import math
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
@@ -41,6 +44,20 @@ from prometheus_client.utils import floatToGoString
 
 MAX_CATEGORIES = 100
 OTHER = "__other__"
+MAX_LABEL_CHARS = 64
+# Values beyond this magnitude (and infinities) are counted apart, never summed or squared.
+MAX_MAGNITUDE = 1e100
+
+
+def bounded_label(value: str, limit: int = MAX_LABEL_CHARS) -> str:
+    """A label value of at most `limit` characters: longer values keep a prefix and a hash of the
+    whole value (distinct values stay distinct; nothing large is held or exported)."""
+    if len(value) <= limit:
+        return value
+    import hashlib
+
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{value[:max(limit - 14, 1)]}~{digest}"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -48,13 +65,14 @@ class _Moments:
     """count/sum/sum of squares of finite values, missing (null/NaN) count and, when the training
     statistics give bin edges, counts per bin (upper bounds = the training's decile edges)."""
 
-    __slots__ = ("bounds", "buckets", "count", "missing", "squares", "total")
+    __slots__ = ("bounds", "buckets", "count", "missing", "out_of_range", "squares", "total")
 
     def __init__(self, edges: list[float] | None = None) -> None:
         self.count = 0
         self.total = 0.0
         self.squares = 0.0
         self.missing = 0
+        self.out_of_range = 0
         # bucket i counts values in (bounds[i-1], bounds[i]]; the last bucket is +Inf
         self.bounds = [float(e) for e in edges[1:]] if edges and len(edges) >= 2 else []
         self.buckets = [0] * (len(self.bounds) + 1)
@@ -62,21 +80,26 @@ class _Moments:
     def add_array(self, arr: np.ndarray) -> None:
         if arr.shape[0] == 1:
             v = float(arr[0])
-            if math.isfinite(v):
+            if -MAX_MAGNITUDE < v < MAX_MAGNITUDE:
                 self.count += 1
                 self.total += v
                 self.squares += v * v
                 self.buckets[bisect_left(self.bounds, v)] += 1
-            else:
+            elif v != v:
                 self.missing += 1
+            else:
+                self.out_of_range += 1
             return
         a = arr.astype(np.float64, copy=False)
-        ok = np.isfinite(a)
+        with np.errstate(invalid="ignore"):
+            ok = np.abs(a) < MAX_MAGNITUDE  # False for NaN and +-inf
         n = int(ok.sum())
         if n != a.shape[0]:
+            nan = int(np.isnan(a).sum())
+            self.missing += nan
+            self.out_of_range += a.shape[0] - n - nan
             a = a[ok]
         self.count += n
-        self.missing += arr.shape[0] - n
         self.total += float(a.sum())
         self.squares += float(np.dot(a, a))
         self.add_buckets(a)
@@ -125,7 +148,7 @@ class ModelStats:
             if not c.numeric and c.kind == "categorical":
                 st = fstats.get(c.name) if isinstance(fstats, dict) else None
                 freqs = st.get("frequencies") if isinstance(st, dict) else None
-                known = [str(k) for k in freqs if k != OTHER] if isinstance(freqs, dict) else []
+                known = [bounded_label(str(k)) for k in freqs if k != OTHER] if isinstance(freqs, dict) else []
                 # the training's categories are always exported (0 until seen): drift checks compare
                 # the same label set; unseen values get room too, then go to "__other__"
                 self.categorical[c.name] = dict.fromkeys(known, 0)
@@ -168,8 +191,11 @@ class ModelStats:
                         self.cat_missing[name] += 1
                         continue
                     if v not in counts:
-                        v = v if len(counts) < self.cat_cap[name] else OTHER
-                        counts.setdefault(v, 0)
+                        if len(v) > MAX_LABEL_CHARS:
+                            v = bounded_label(v)
+                        if v not in counts:
+                            v = v if len(counts) < self.cat_cap[name] else OTHER
+                            counts.setdefault(v, 0)
                     counts[v] += 1
             else:
                 mom = self.text[name]
@@ -203,6 +229,40 @@ class ModelStats:
         for v, c in zip(vals.tolist(), counts.tolist()):
             k = str(v)
             classes[k] = classes.get(k, 0) + c
+
+
+class InferStats:
+    """Per-model inference statistics in Triton's format (GET /v2/models/{name}/stats)."""
+
+    DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output",
+                 "cache_hit", "cache_miss")
+
+    def __init__(self) -> None:
+        self.inference_count = 0  # rows
+        self.execution_count = 0  # model calls
+        self.last_inference = 0  # ms since the epoch
+        self.durations = {k: [0, 0] for k in self.DURATIONS}  # name -> [count, ns]
+
+    def add(self, kind: str, ns: int) -> None:
+        d = self.durations[kind]
+        d[0] += 1
+        d[1] += ns
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"inference_count": self.inference_count, "execution_count": self.execution_count,
+                "last_inference": self.last_inference, "durations": self.durations}
+
+    @classmethod
+    def merged(cls, snaps: list[dict[str, Any]]) -> dict[str, Any]:
+        out = cls().snapshot()
+        for s in snaps:
+            out["inference_count"] += s["inference_count"]
+            out["execution_count"] += s["execution_count"]
+            out["last_inference"] = max(out["last_inference"], s["last_inference"])
+            for k, (c, ns) in s["durations"].items():
+                out["durations"][k][0] += c
+                out["durations"][k][1] += ns
+        return out
 
 
 class _StatsCollector:
@@ -260,6 +320,12 @@ class _StatsCollector:
         for name, n in stats.cat_missing.items():
             miss.add_metric([m, name], n)
         yield miss
+        oor = CounterMetricFamily("modelci_feature_out_of_range", "Numeric input values that are infinite "
+                                  "or beyond +-1e100 (excluded from the value metrics)",
+                                  labels=["model", "feature"])
+        for name, mom in stats.numeric.items():
+            oor.add_metric([m, name], mom.out_of_range)
+        yield oor
         if stats.categorical:
             cat = CounterMetricFamily("modelci_feature_category", "Categorical input values seen",
                                       labels=["model", "feature", "value"])

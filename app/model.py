@@ -35,10 +35,12 @@ class ModelLoadError(Exception):
 class BadRequest(Exception):
     """A client error: answered as {"error": message} with the given HTTP status."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.headers = headers  # extra response headers (Retry-After, Connection: close)
 
 
 def sha256_file(path: Path) -> str:

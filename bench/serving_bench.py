@@ -10,6 +10,10 @@ Measures:
   * image size vs base image + dependencies (venv layer) + model,
   * bytes pushed to a registry on a model-only change (a real local registry), and that rebuild's time.
 and prints the ratios the serving issue asks for (>= 2x MLServer, >= 1.3x Flask, >= 75% in-process).
+`--suite text`: the consumer's text model on a synthetic catalogue (bench/make_catalogue.py), the app with
+1 and 2 workers vs MLServer (parallel_workers: 2) vs gunicorn -w 2, raw and tritonclient (HTTP JSON, HTTP
+binary, gRPC) load, median of --runs runs. `--suite abuse`: oversized label values + slow connections
+against 2 workers, peak RSS and health checks.
 
 Usage (from the repo root, with the project venv):
   .venv/bin/python bench/serving_bench.py [--model DIR] [--requests 4000] [--duration 15]
@@ -509,6 +513,393 @@ def push_model_only_change(client: Any, image: Any, model_dir: Path, work: Path)
         reg.stop()
 
 
+# ----------------------------------------------------------------------------- text model suite
+TRITON_CLIENT = r"""
+import json, sys, threading, time
+import numpy as np
+mode, port, name, spec_file, n, conc, duration = sys.argv[1:8]
+n, conc, duration = int(n), int(conc), float(duration)
+spec = json.load(open(spec_file))
+if mode == "grpc":
+    import tritonclient.grpc as tc
+else:
+    import tritonclient.http as tc
+binary = mode == "http-binary"
+lock = threading.Lock()
+state = {"sent": 0, "done": 0, "errors": 0}
+lat = []
+t0 = time.perf_counter()
+deadline = t0 + duration
+
+def worker():
+    c = tc.InferenceServerClient(f"127.0.0.1:{port}")
+    ins = []
+    for col in spec:
+        i = tc.InferInput(col["name"], [1], col["datatype"])
+        arr = np.array(col["data"], dtype=object if col["datatype"] == "BYTES" else np.float64)
+        if mode == "grpc":
+            i.set_data_from_numpy(arr)
+        else:
+            i.set_data_from_numpy(arr, binary_data=binary)
+        ins.append(i)
+    outs = [tc.InferRequestedOutput("predict")] if mode == "grpc" else \
+        [tc.InferRequestedOutput("predict", binary_data=binary)]
+    while time.perf_counter() < deadline:
+        with lock:
+            if state["sent"] >= n:
+                return
+            state["sent"] += 1
+        t = time.perf_counter()
+        try:
+            c.infer(name, ins, outputs=outs)
+            ok = True
+        except Exception:
+            ok = False
+        with lock:
+            lat.append(time.perf_counter() - t)
+            state["done"] += 1
+            state["errors"] += 0 if ok else 1
+
+threads = [threading.Thread(target=worker) for _ in range(conc)]
+for t in threads: t.start()
+for t in threads: t.join()
+el = time.perf_counter() - t0
+lat.sort()
+print(json.dumps({"requests": state["done"], "errors": state["errors"], "seconds": el,
+                  "rps": state["done"] / el, "p50_ms": lat[len(lat) // 2] * 1e3 if lat else None,
+                  "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3 if lat else None}))
+"""
+
+
+def triton_load(mode: str, port: int, name: str, row: dict[str, Any], types: dict[str, str], n: int,
+                conc: int, duration: float, work: Path) -> dict[str, Any]:
+    """Closed-loop load with the stock tritonclient (http JSON, http binary or grpc), CONC threads."""
+    spec = work / f"triton-{secrets.token_hex(4)}.json"
+    spec.write_text(json.dumps([{"name": c, "datatype": types[c], "data": [v]} for c, v in row.items()]))
+    script = work / "triton_client.py"
+    script.write_text(TRITON_CLIENT)
+    for count in (max(30, n // 10), n):  # warm-up, then the measurement
+        out = subprocess.run(pinned([sys.executable, str(script), mode, str(port), name, str(spec),
+                                     str(count), str(conc), str(duration)], CLIENT_CORE),
+                             capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def train_text_model(work: Path, rows: int) -> tuple[Path, Path]:
+    """The consumer's config on a seeded synthetic catalogue -> (modelci model dir, lean pipeline file)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import make_catalogue
+
+    cfg = make_catalogue.write(work / "catalogue", rows=rows)
+    modelci_bin = Path(sys.executable).parent / "modelci"
+    log(f"training the text model on {rows} synthetic rows (modelci train)")
+    subprocess.run([str(modelci_bin), "train", "--config", str(cfg), "--out", str(work / "trained")],
+                   check=True, capture_output=True)
+    lean = work / "lean.joblib"
+    code = f"""
+import joblib, pandas as pd, yaml
+from sklearn.compose import make_column_transformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+cfg = yaml.safe_load(open({str(cfg)!r}))
+t = cfg["preprocessing"]["text"]
+stop = open({str(cfg.parent / "stopwords-pt.txt")!r}, encoding="utf-8").read().split()
+def vec():
+    return TfidfVectorizer(lowercase=t["lowercase"], strip_accents=t["strip_accents"], stop_words=stop,
+                           ngram_range=tuple(t["ngram_range"]), sublinear_tf=t["sublinear_tf"])
+df = pd.read_csv({str(cfg.parent / "data" / "produtos.csv")!r})
+m = make_pipeline(make_column_transformer((vec(), "nome"), (vec(), "descricao")),
+                  LogisticRegression(**cfg["estimator"]["params"]))
+m.fit(df[["nome", "descricao"]], df["categoria"])
+joblib.dump(m, {str(lean)!r})
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return work / "trained" / "model", lean
+
+
+def inprocess_file(model_file: Path, cols: list[str], rows: list[dict[str, Any]], duration: float,
+                   work: Path) -> dict[str, float]:
+    d = work / f"lean-{secrets.token_hex(3)}"
+    d.mkdir()
+    shutil.copy2(model_file, d / "model.joblib")
+    return inprocess(d, cols, rows, rows * 200, duration, work)
+
+
+def start_app_workers(model_dir: Path, workers: int, cores: str, work: Path) -> Server:
+    port, grpc_port = free_port(), free_port()
+    logfile = work / f"app-{workers}w.log"
+    fh = open(logfile, "wb")  # noqa: SIM115 - closed with the process
+    env = {**os.environ, "MODELCI_MODEL_DIR": str(model_dir), "PORT": str(port), "HOST": "127.0.0.1",
+           "GRPC_PORT": str(grpc_port), "MODELCI_WORKERS": str(workers), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(pinned([sys.executable, "-m", "app"], cores), cwd=ROOT, env=env, stdout=fh,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    srv = Server(f"app-{workers}w", port, proc=proc, logfile=logfile)
+    srv.grpc_port = grpc_port  # type: ignore[attr-defined]
+    try:
+        wait_ready(port, "/v2/health/ready", proc)
+    except Exception:
+        srv.stop()
+        raise
+    return srv
+
+
+def start_mlserver_workers(model_dir: Path, name: str, workers: int, cores: str, work: Path) -> Server:
+    # MLServer 1.7.1's parallel workers call asyncio.get_event_loop() outside a loop, which uvloop >= 0.22
+    # refuses ("There is no current event loop"): its own venv pins the last uvloop it works with.
+    env_dir = venv(f"venv-mlserver-{MLSERVER_VERSION}-parallel",
+                   [f"mlserver=={MLSERVER_VERSION}", f"mlserver-sklearn=={MLSERVER_VERSION}", "uvloop==0.21.0",
+                    *ml_pins()])
+    repo = work / f"mlserver-{workers}"
+    (repo / name).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(model_dir / "model.joblib", repo / name / "model.joblib")
+    port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    (repo / "settings.json").write_text(json.dumps({
+        "debug": False, "parallel_workers": workers, "host": "127.0.0.1", "http_port": port,
+        "grpc_port": grpc_port, "metrics_port": metrics_port}))
+    (repo / name / "model-settings.json").write_text(json.dumps({
+        "name": name, "implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.joblib"}}))
+    logfile = work / f"mlserver-{workers}.log"
+    fh = open(logfile, "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(pinned([str(env_dir / "bin" / "mlserver"), "start", str(repo)], cores), cwd=repo,
+                            env=dict(os.environ), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    srv = Server(f"mlserver-{workers}w", port, proc=proc, logfile=logfile)
+    try:
+        wait_ready(port, f"/v2/models/{name}/ready", proc)
+    except Exception:
+        srv.stop()
+        log("mlserver failed; last log lines:\n" + logfile.read_text(errors="replace")[-3000:])
+        raise
+    return srv
+
+
+def start_gunicorn_workers(model_dir: Path, name: str, workers: int, cores: str, work: Path) -> Server:
+    env_dir = venv("venv-flask", ["flask==3.1.2", "gunicorn==23.0.0", *ml_pins()])
+    app_dir = work / "flaskapp"
+    app_dir.mkdir(exist_ok=True)
+    (app_dir / "flask_app.py").write_text(FLASK_APP)
+    port = free_port()
+    logfile = work / f"gunicorn-{workers}.log"
+    fh = open(logfile, "wb")  # noqa: SIM115 - closed with the process
+    cmd = [str(env_dir / "bin" / "gunicorn"), "-w", str(workers), "--worker-class", "gthread", "--threads", "4",
+           "--keep-alive", "30", "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "flask_app:app"]
+    proc = subprocess.Popen(pinned(cmd, cores), cwd=app_dir, stdout=fh, stderr=subprocess.STDOUT,
+                            env={**os.environ, "MODEL_PATH": str(model_dir / "model.joblib"), "MODEL_NAME": name},
+                            start_new_session=True)
+    srv = Server(f"gunicorn-{workers}w", port, proc=proc, logfile=logfile)
+    try:
+        wait_ready(port, "/v2/health/ready", proc)
+    except Exception:
+        srv.stop()
+        raise
+    return srv
+
+
+def _median_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per key, the median over runs (numbers), keeping every run's values."""
+    import statistics
+
+    out: dict[str, Any] = {}
+    for key in runs[0]:
+        vals = [r[key] for r in runs if key in r]
+        if isinstance(vals[0], dict):
+            out[key] = _median_runs(vals)
+        elif all(isinstance(v, (int, float)) for v in vals):
+            out[key] = statistics.median(vals)
+            out.setdefault("_runs", {})[key] = vals
+        else:
+            out[key] = vals[0]
+    return out
+
+
+def text_suite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    model_dir, lean = train_text_model(work, args.rows)
+    req = requests_for(model_dir)
+    name, cols = req["name"], req["cols"]
+    meta = json.loads((model_dir / "model.json").read_text())
+    types = {i["name"]: i["datatype"] for i in meta["inputs"]}
+    row = req["rows"][0]
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    runs = []
+    for k in range(args.runs):
+        log(f"text suite run {k + 1}/{args.runs}")
+        res: dict[str, Any] = {
+            "inprocess_modelci": inprocess_file(model_dir / "model.joblib", cols, req["rows"], 5, work),
+            "inprocess_lean": inprocess_file(lean, cols, req["rows"], 5, work),
+        }
+        plan = [("app-1w", lambda: start_app_workers(model_dir, 1, SERVER_CORE, work)),
+                ("app-2w", lambda: start_app_workers(model_dir, 2, "0,1", work))]
+        if "mlserver" not in skip:
+            plan.append(("mlserver-2w", lambda: start_mlserver_workers(model_dir, name, 2, "0,1", work)))
+        if "gunicorn" not in skip:
+            plan.append(("gunicorn-2w", lambda: start_gunicorn_workers(model_dir, name, 2, "0,1", work)))
+        for label, start in plan:
+            srv = start()
+            try:
+                log(f"{label}: {args.requests} x 1-row infer, concurrency {args.concurrency}")
+                res[label] = load(srv.port, f"/v2/models/{name}/infer", req["one"], args.requests,
+                                  args.concurrency, args.duration, work)
+                if label.startswith("app") and "triton" not in skip:
+                    for mode in ("http-json", "http-binary", "grpc"):
+                        port = srv.grpc_port if mode == "grpc" else srv.port  # type: ignore[attr-defined]
+                        log(f"{label}: tritonclient {mode}")
+                        res[f"{label} tritonclient {mode}"] = triton_load(
+                            mode, port, name, row, types, args.requests, args.concurrency, args.duration, work)
+            finally:
+                srv.stop()
+        runs.append(res)
+    return _median_runs(runs)
+
+
+def report_text(res: dict[str, Any]) -> None:
+    mi, li = res["inprocess_modelci"], res["inprocess_lean"]
+    runs = len(mi.get("_runs", {}).get("predict_per_s", [None]))
+    print(f"\ntext model (median of {runs} run(s))")
+    print(f"in-process 1-row predict, core {SERVER_CORE}: modelci pipeline {mi['predict_per_s']:.0f}/s "
+          f"({1e3 / mi['predict_per_s']:.2f} ms), lean hand-built pipeline {li['predict_per_s']:.0f}/s "
+          f"({1e3 / li['predict_per_s']:.2f} ms)")
+    print(f"\n{'server / client':<36} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for key, r in res.items():
+        if isinstance(r, dict) and "rps" in r:
+            print(f"{key:<36} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7.0f}")
+    ratios = {}
+    a1, a2 = res.get("app-1w"), res.get("app-2w")
+    if a1:
+        ratios["app 1 worker / modelci pipeline in-process (goal >= 0.75)"] = a1["rps"] / mi["predict_per_s"]
+        ratios["app 1 worker / lean pipeline in-process"] = a1["rps"] / li["predict_per_s"]
+        ratios["modelci pipeline / lean pipeline predict time (goal <= 1.3)"] = \
+            li["predict_per_s"] / mi["predict_per_s"]
+    if a1 and a2:
+        ratios["app 2 workers / 1 worker (goal >= 1.3)"] = a2["rps"] / a1["rps"]
+    for other in ("mlserver-2w", "gunicorn-2w"):
+        if a2 and other in res:
+            ratios[f"app 2 workers / {other} (goal >= 1)"] = a2["rps"] / res[other]["rps"]
+    print()
+    for k, v in ratios.items():
+        print(f"{k:<62} {v:6.2f}")
+    res["ratios"] = ratios
+
+
+# ----------------------------------------------------------------------------- abuse run
+def rss_kb(pid: int) -> int:
+    total = 0
+    for p in _tree(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def abuse_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Oversized label values and 200 slow connections against 2 workers; peak RSS, health throughout."""
+    import threading
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_app import make_text  # text + categorical + numeric: the categorical input carries labels
+
+    model_dir = work / "abuse-model"
+    make_text(model_dir)
+    srv = start_app_workers(model_dir, 2, "0,1", work)
+    assert srv.proc is not None
+    pid = srv.proc.pid
+    stop = threading.Event()
+    out: dict[str, Any] = {"health_ok": 0, "health_failed": 0, "health_max_ms": 0.0, "label_requests": {},
+                           "slow_connections_opened": 0, "slow_connections_closed_by_server": 0}
+    peak = {"rss": 0}
+    try:
+        body = json.dumps([{"text": "tela usb", "store": "a", "price": 1.0}]).encode()
+        for _ in range(100):
+            http(srv.port, "POST", "/predict", body)
+        base = rss_kb(pid)
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak["rss"] = max(peak["rss"], rss_kb(pid))
+                time.sleep(0.2)
+
+        def health() -> None:
+            while not stop.is_set():
+                t = time.perf_counter()
+                try:
+                    ok = http(srv.port, "GET", "/v2/health/ready", timeout=2)[0] == 200
+                except OSError:
+                    ok = False
+                out["health_max_ms"] = max(out["health_max_ms"], (time.perf_counter() - t) * 1e3)
+                out["health_ok" if ok else "health_failed"] += 1
+                time.sleep(0.25)
+
+        def labels() -> None:
+            i = 0
+            while not stop.is_set() and i < args.abuse_requests:
+                value = f"{i:08d}" + "x" * args.label_bytes  # a new oversized category every time
+                b = json.dumps([{"text": "tela", "store": value, "price": 1.0}]).encode()
+                try:
+                    st = http(srv.port, "POST", "/predict", b, timeout=30)[0]
+                except OSError:
+                    st = -1
+                out["label_requests"][str(st)] = out["label_requests"].get(str(st), 0) + 1
+                i += 1
+
+        def slow(k: int) -> None:
+            while not stop.is_set():
+                try:
+                    s = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+                except OSError:
+                    time.sleep(0.5)
+                    continue
+                out["slow_connections_opened"] += 1
+                try:
+                    if k % 2:  # headers that never finish
+                        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+                        while not stop.is_set():
+                            s.sendall(b"X-a: b\r\n")
+                            time.sleep(1)
+                    else:  # a body that never finishes
+                        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                  b"Content-Length: 1000000\r\n\r\n[")
+                        while not stop.is_set():
+                            s.sendall(b" ")
+                            time.sleep(1)
+                except OSError:
+                    out["slow_connections_closed_by_server"] += 1
+                finally:
+                    s.close()
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (sample, health, labels)]
+        threads += [threading.Thread(target=slow, args=(k,), daemon=True) for k in range(args.slow_connections)]
+        log(f"abuse: {args.abuse_requests} requests with {args.label_bytes}-byte category values, "
+            f"{args.slow_connections} slow connections, {args.abuse_seconds:.0f} s")
+        for t in threads:
+            t.start()
+        deadline = time.time() + args.abuse_seconds
+        while time.time() < deadline:
+            time.sleep(0.5)
+        stop.set()
+        for t in threads[:3]:
+            t.join(timeout=40)
+        status, text = http_text(srv.port, "/metrics")
+        out.update({"rss_start_mb": base / 1024, "rss_peak_mb": peak["rss"] / 1024,
+                    "rss_growth_mb": (peak["rss"] - base) / 1024, "metrics_bytes": len(text)})
+    finally:
+        stop.set()
+        srv.stop()
+    return out
+
+
+def http_text(port: int, path: str) -> tuple[int, str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:  # loopback only
+        return resp.status, resp.read().decode()
+
+
+def report_abuse(r: dict[str, Any]) -> None:
+    print(f"\nabuse run: RSS {r['rss_start_mb']:.0f} MB at start, peak {r['rss_peak_mb']:.0f} MB "
+          f"(growth {r['rss_growth_mb']:.1f} MB; goal < 100); health checks {r['health_ok']} ok, "
+          f"{r['health_failed']} failed, slowest {r['health_max_ms']:.0f} ms; oversized-label requests by "
+          f"status {r['label_requests']}; slow connections opened {r['slow_connections_opened']}, closed by "
+          f"the server {r['slow_connections_closed_by_server']}; /metrics {r['metrics_bytes'] / 1e3:.0f} kB")
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -520,11 +911,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-requests", type=int, default=30, help="1000-row requests per server")
     ap.add_argument("--skip", default="", help="comma list of: image, venv, mlserver, flask, push")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--suite", choices=["default", "text", "abuse"], default="default",
+                    help="default: the wine model, app vs MLServer vs Flask (one core each); text: the consumer's "
+                         "text model on a synthetic catalogue, 1 vs 2 workers vs MLServer/gunicorn with 2 "
+                         "workers, tritonclient load; abuse: oversized labels + slow connections, peak RSS")
+    ap.add_argument("--runs", type=int, default=3, help="text suite: runs (the report shows medians)")
+    ap.add_argument("--rows", type=int, default=4000, help="text suite: synthetic catalogue rows")
+    ap.add_argument("--abuse-requests", type=int, default=2000)
+    ap.add_argument("--label-bytes", type=int, default=100_000)
+    ap.add_argument("--slow-connections", type=int, default=200)
+    ap.add_argument("--abuse-seconds", type=float, default=45.0)
     args = ap.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if (os.cpu_count() or 1) < 2:
         log("needs 2 cores (server on core 0, client on core 1)")
         return 1
+    if args.suite != "default":
+        work = Path(tempfile.mkdtemp(prefix="modelci-bench-"))
+        try:
+            if args.suite == "text":
+                res = text_suite(args, work)
+                report_text(res)
+            else:
+                res = abuse_run(args, work)
+                report_abuse(res)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2, sort_keys=True, default=str) + "\n")
+        return 0
 
     work = Path(tempfile.mkdtemp(prefix="modelci-bench-"))
     results: dict[str, Any] = {"servers": {}, "config": {"requests": args.requests, "duration": args.duration,

@@ -204,7 +204,7 @@ def test_health_and_server_metadata(wine):
     assert call(app, "GET", "/v2/health/ready") == (200, {"ready": True})
     status, meta = call(app, "GET", "/v2")
     assert status == 200 and meta["name"] == "modelci-serving" and meta["version"]
-    assert meta["extensions"] == []
+    assert meta["extensions"] == ["binary_tensor_data", "statistics"]
 
 
 def test_not_ready_until_loaded_and_warmed_up(dirs, monkeypatch):
@@ -674,7 +674,7 @@ def _http(port, method, path, body=None, headers=None, timeout=10):
 
 def _start(model_dir, port, **env):
     e = {**os.environ, "MODELCI_MODEL_DIR": str(model_dir), "PORT": str(port), "HOST": "127.0.0.1",
-         "PYTHONPATH": str(ROOT), **env}
+         "PYTHONPATH": str(ROOT), "GRPC_PORT": str(_free_port()), "MODELCI_WORKERS": "1", **env}
     return subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=e, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

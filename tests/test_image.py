@@ -119,7 +119,7 @@ def run_container(docker_client):
     def run(image, port: int, **env):
         c = docker_client.containers.run(
             image.id, detach=True, name=f"modelci-test-app-{secrets.token_hex(4)}", network_mode="host",
-            environment={"PORT": str(port), "HOST": "127.0.0.1", **env})
+            environment={"PORT": str(port), "HOST": "127.0.0.1", "GRPC_PORT": str(_free_port()), **env})
         started.append(c)
         return c
 
@@ -162,9 +162,16 @@ def test_model_only_change_rebuilds_one_small_layer(built):
 
 
 def test_container_serves_the_model(built, run_container):
-    port = _free_port()
-    c = run_container(built["image"], port)
+    port, grpc_port = _free_port(), _free_port()
+    c = run_container(built["image"], port, GRPC_PORT=str(grpc_port), MODELCI_WORKERS="2")
     assert _wait_ready(c, port), c.logs().decode(errors="replace")
+    # two workers and the OIP gRPC service, from the image's own runtime
+    import tritonclient.grpc as tg
+
+    g = tg.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    assert g.is_server_ready() and g.get_model_metadata("wine").versions == [MODEL_VERSION]
+    g.close()
+    assert "with 2 worker(s)" in c.logs().decode(errors="replace")
     # runs as non-root
     code, out = c.exec_run(["id", "-u"])
     assert code == 0 and out.decode().strip() not in ("", "0")

@@ -57,6 +57,12 @@ def test_render_validates_and_has_the_safety_settings(tmp_path, capsys):
     assert spec["selector"]["matchLabels"] == svc["spec"]["selector"] == {
         "app.kubernetes.io/name": "modelci-serving", "app.kubernetes.io/instance": "production"}
     assert svc["spec"]["ports"][0]["targetPort"] == "http" and dep["metadata"]["namespace"] == "ml"
+    # the OIP gRPC service has its own port, in the pod and in the Service (HTTP/2 cleartext)
+    assert {"name": "grpc", "containerPort": 8081, "protocol": "TCP"} in c["ports"]
+    assert {"name": "GRPC_PORT", "value": "8081"} in c["env"]
+    grpc_svc = next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")
+    assert grpc_svc["port"] == 8081 and grpc_svc["targetPort"] == "grpc"
+    assert grpc_svc["appProtocol"] == "kubernetes.io/h2c"
     # the file validates through the CLI too
     code, stdout, err = _main(capsys, "validate", str(out))
     assert code == 0 and json.loads(stdout)["valid"] is True

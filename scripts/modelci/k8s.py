@@ -52,7 +52,7 @@ def _label_value(value: str, flag: str) -> str:
 def render(*, environment: str, image: str | None, port: int = 8080, replicas: int = 2, name: str = "modelci-serving",
            namespace: str | None = None, model_version: str | None = None, model_sha256: str | None = None,
            cpu_request: str = "250m", memory_request: str = "512Mi", cpu_limit: str = "1",
-           memory_limit: str = "1Gi", service_port: int = 80) -> list[dict[str, Any]]:
+           memory_limit: str = "1Gi", service_port: int = 80, grpc_port: int = 8081) -> list[dict[str, Any]]:
     """The Deployment and the Service of one environment, as dicts (apply order)."""
     image = check_image(image)
     _dns_label(environment, "--environment")
@@ -61,7 +61,7 @@ def render(*, environment: str, image: str | None, port: int = 8080, replicas: i
     _dns_label(full, "--name/--environment (combined)")
     if namespace:
         _dns_label(namespace, "--namespace")
-    for port_value, flag in ((port, "--port"), (service_port, "--service-port")):
+    for port_value, flag in ((port, "--port"), (service_port, "--service-port"), (grpc_port, "grpc_port")):
         if not 1 <= port_value <= 65535:
             raise ModelCIError(f"{flag} {port_value}: must be a TCP port (1-65535)")
     if replicas < 1:
@@ -85,7 +85,8 @@ def render(*, environment: str, image: str | None, port: int = 8080, replicas: i
     meta = {"name": full, "labels": dict(pod_labels), "annotations": dict(annotations)}
     if namespace:
         meta["namespace"] = namespace
-    env = [{"name": "HOST", "value": "0.0.0.0"}, {"name": "PORT", "value": str(port)}]
+    env = [{"name": "HOST", "value": "0.0.0.0"}, {"name": "PORT", "value": str(port)},
+           {"name": "GRPC_PORT", "value": str(grpc_port)}]  # the OIP gRPC service (app/README.md)
     if model_version:
         env.append({"name": "MODELCI_MODEL_VERSION", "value": model_version})
     probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}}
@@ -110,7 +111,8 @@ def render(*, environment: str, image: str | None, port: int = 8080, replicas: i
                         "name": "serving",
                         "image": image,
                         "imagePullPolicy": "IfNotPresent",
-                        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+                        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"},
+                                  {"name": "grpc", "containerPort": grpc_port, "protocol": "TCP"}],
                         "env": env,
                         "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 60},
                         "readinessProbe": {**probe, "periodSeconds": 5, "timeoutSeconds": 2,
@@ -137,7 +139,9 @@ def render(*, environment: str, image: str | None, port: int = 8080, replicas: i
         "metadata": {k: v for k, v in {"name": full, "namespace": namespace,
                                        "labels": dict(labels)}.items() if v},
         "spec": {"type": "ClusterIP", "selector": selector,
-                 "ports": [{"name": "http", "port": service_port, "targetPort": "http", "protocol": "TCP"}]},
+                 "ports": [{"name": "http", "port": service_port, "targetPort": "http", "protocol": "TCP"},
+                           {"name": "grpc", "port": grpc_port, "targetPort": "grpc", "protocol": "TCP",
+                            "appProtocol": "kubernetes.io/h2c"}]},
     }
     return [deployment, service]
 
