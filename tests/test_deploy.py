@@ -305,15 +305,17 @@ def test_a_lock_whose_holder_was_killed_is_taken_over_once_stale(images, env):
 
 
 def test_staging_and_production_on_one_host_do_not_disturb_each_other(images, env):
+    # "prod": an environment named production also runs the release checks (tests/test_trust*.py,
+    # tests/test_e2e_adversarial.py); here only the two environments' containers on one host matter
     prod_url = env["url"].rsplit(":", 1)[0] + ":" + str(localci.free_port())
-    procs = [_cli(env, images["v1"]), _cli(env, images["v2"], "production", url=prod_url)]
+    procs = [_cli(env, images["v1"]), _cli(env, images["v2"], "prod", url=prod_url)]
     outs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
     assert not any("waiting for the lock" in o[1] for o in outs)  # one lock per environment
     assert _served(env["url"]) == "v1" and _served(prod_url) == "v2"
-    assert len(_backends(env, "staging")) == 1 and len(_backends(env, "production")) == 1
+    assert len(_backends(env, "staging")) == 1 and len(_backends(env, "prod")) == 1
     deploy(images["v2"], "staging", env["url"], env["ns"])  # staging's cleanup leaves production alone
-    assert _served(prod_url) == "v2" and len(_backends(env, "production")) == 1
+    assert _served(prod_url) == "v2" and len(_backends(env, "prod")) == 1
 
 
 def test_containers_are_hardened_and_the_proxy_image_was_pulled(images, env, proxy_image):

@@ -30,6 +30,7 @@ import localci
 import pytest
 
 pytestmark = pytest.mark.e2e
+PROJECT = "mlops/adversarial"  # the session's registry is shared: this module's serving tags are its own
 
 TRAIN, GATE, BUILD, STAGING, PROD = ("modelci:train", "modelci:gate", "modelci:build", "modelci:staging",
                                     "modelci:production")
@@ -62,7 +63,7 @@ def _push_evil_image(registry, docker_client, production_image: str, commit: str
         f"FROM {production_image}\nCOPY artifact/ /app/artifact/\n"
         f'LABEL io.modelci.model.sha256="{sha}" io.modelci.model.version="999.0.0" '
         f'org.opencontainers.image.revision="{commit}"\n')
-    repo = f"{registry.host}/mlops/wine/serving"
+    repo = f"{registry.host}/{PROJECT}/serving"
     auth = {"username": registry.htpasswd[0], "password": registry.htpasswd[1]}
     docker_client.login(registry=registry.host, **auth)
     docker_client.images.build(path=str(ctx), tag=f"{repo}:999.0.0", network_mode="host", rm=True)
@@ -139,6 +140,7 @@ def _last_error(text: str) -> str:
 def attack(tmp_path_factory, registry, base_image, docker_client):
     tmp = tmp_path_factory.mktemp("adversarial")
     ns = "adv" + secrets.token_hex(3)
+    saved_path, localci.PROJECT_PATH = localci.PROJECT_PATH, PROJECT  # its own registry repository
     staging_url, production_url = (f"http://127.0.0.1:{localci.free_port()}" for _ in range(2))
     gitlab = localci.LocalGitLab(registry, extra={
         "MODELCI_STAGING_URL": staging_url, "MODELCI_PRODUCTION_URL": production_url,
@@ -146,7 +148,7 @@ def attack(tmp_path_factory, registry, base_image, docker_client):
     repo = localci.make_project(tmp / "repo")
     marker = tmp / "MARKER-pickle-was-loaded"
     s = {"tmp": tmp, "repo": repo, "gitlab": gitlab, "production": production_url, "staging": staging_url,
-         "serving": f"{registry.host}/mlops/wine/serving", "marker": marker, "ns": ns, "token": "glpat-adv"}
+         "serving": f"{registry.host}/{PROJECT}/serving", "marker": marker, "ns": ns, "token": "glpat-adv"}
 
     def run(name, **kw):
         res = localci.run_pipeline(repo, gitlab, fake_gitlab=tmp / f"gitlab-{name}.json", **kw)
@@ -166,6 +168,7 @@ def attack(tmp_path_factory, registry, base_image, docker_client):
     (repo / "app" / "README.md").write_text((repo / "app" / "README.md").read_text() + "\nNotes.\n")
     localci.commit(repo, "app: notes, and a verdict of my own")
     yield s
+    localci.PROJECT_PATH = saved_path
     for env, url in (("staging", staging_url), ("production", production_url)):
         subprocess.run([str(localci.VENV_BIN / "modelci"), "deploy", "--teardown", "--namespace", ns,
                         "--environment", env, "--url", url], capture_output=True)

@@ -30,6 +30,7 @@ import pytest
 import requests
 
 pytestmark = pytest.mark.e2e
+PROJECT = "mlops/drift"  # the session's registry is shared: this module's serving tags are its own
 
 TRAIN, GATE, BUILD, PROD, MONITOR = ("modelci:train", "modelci:gate", "modelci:build", "modelci:production",
                                      "modelci:monitor")
@@ -44,7 +45,7 @@ class Fake:
         self.state_file = state
         self.maintainer, self.developer = "glpat-m-" + secrets.token_hex(6), "glpat-d-" + secrets.token_hex(6)
         args = [str(localci.VENV_BIN / "python"), str(localci.ROOT / "tests" / "gitlab_fake.py"), "--port", "0",
-                "--token", self.maintainer, "--developer-token", self.developer, "--project", "1217:mlops/wine",
+                "--token", self.maintainer, "--developer-token", self.developer, "--project", f"1217:{localci.PROJECT_PATH}",
                 "--pipeline-variables-role", "maintainer", "--state", str(state)]
         for c in localci.git(repo, "rev-list", "--all").split():
             args += ["--commit", c]
@@ -88,7 +89,7 @@ def _traffic(repo: Path, url: str, *, shifted: bool, n: int) -> None:
 
 
 def _restart_production(docker_client, ns: str, url: str) -> None:
-    from modelci.deploy import LABEL_ENV, LABEL_NS, LABEL_ROLE
+    from modelci.deploy.target import LABEL_ENV, LABEL_NS, LABEL_ROLE
 
     (backend,) = docker_client.containers.list(filters={"label": [
         f"{LABEL_NS}={ns}", f"{LABEL_ENV}=production", f"{LABEL_ROLE}=backend"]})
@@ -105,7 +106,7 @@ def _restart_production(docker_client, ns: str, url: str) -> None:
 
 
 def _tags(registry) -> list[str]:
-    r = requests.get(f"http://{registry.host}/v2/mlops/wine/serving/tags/list", auth=registry.htpasswd,
+    r = requests.get(f"http://{registry.host}/v2/{PROJECT}/serving/tags/list", auth=registry.htpasswd,
                      timeout=5)
     return sorted(r.json().get("tags") or []) if r.status_code == 200 else []
 
@@ -113,6 +114,7 @@ def _tags(registry) -> list[str]:
 @pytest.fixture(scope="module")
 def drift(tmp_path_factory, registry, base_image, docker_client):
     ns = "drift" + secrets.token_hex(3)
+    saved_path, localci.PROJECT_PATH = localci.PROJECT_PATH, PROJECT  # its own registry repository
     staging_url = f"http://127.0.0.1:{localci.free_port()}"
     production_url = f"http://127.0.0.1:{localci.free_port()}"
     root = tmp_path_factory.mktemp("e2e-drift")
@@ -167,6 +169,7 @@ def drift(tmp_path_factory, registry, base_image, docker_client):
         print("\nE2E drift timings:", json.dumps(s["timings"]))
         yield s
     finally:
+        localci.PROJECT_PATH = saved_path
         fake.stop()
         for env, url in (("staging", staging_url), ("production", production_url)):
             subprocess.run([str(localci.VENV_BIN / "modelci"), "deploy", "--teardown", "--namespace", ns,

@@ -97,7 +97,13 @@ def tracked_files(src: Path = ROOT) -> list[str]:
     return [f for f in out.splitlines() if f and (src / f).is_file()]
 
 
-def make_project(dest: Path, project_path: str = "mlops/wine", src: Path = ROOT) -> Path:
+# The project path pipelines run under (CI_PROJECT_PATH, and so the registry repository of the serving
+# image). End-to-end modules sharing the session's registry set their own, so that one module's image
+# tags never become another's "previous versions".
+PROJECT_PATH = "mlops/wine"
+
+
+def make_project(dest: Path, project_path: str | None = None, src: Path = ROOT) -> Path:
     """A fresh git repo holding this project's files, with a loopback `origin` URL (never contacted:
     gitlab-ci-local derives CI_PROJECT_PATH and CI_SERVER_FQDN from it) and origin/main at an empty
     base commit, so the first pipeline sees every file as changed."""
@@ -107,7 +113,7 @@ def make_project(dest: Path, project_path: str = "mlops/wine", src: Path = ROOT)
     git(dest, "init", "-q", "-b", "main")
     git(dest, "commit", "-q", "--allow-empty", "-m", "empty base")
     git(dest, "update-ref", "refs/remotes/origin/main", "HEAD")
-    git(dest, "remote", "add", "origin", f"ssh://git@127.0.0.1:2222/{project_path}.git")
+    git(dest, "remote", "add", "origin", f"ssh://git@127.0.0.1:2222/{project_path or PROJECT_PATH}.git")
     git(dest, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
     for rel in tracked_files(src):
         target = dest / rel
@@ -148,7 +154,8 @@ class LocalGitLab:
     job_token: str = "modelci-local-job-token"
     extra: dict[str, str] = field(default_factory=dict)
 
-    def variables(self, project_path: str = "mlops/wine") -> dict[str, str]:
+    def variables(self, project_path: str | None = None) -> dict[str, str]:
+        project_path = project_path or PROJECT_PATH
         server = self.api_url.rsplit("/api/v4", 1)[0]
         v = {
             "CI_API_V4_URL": self.api_url, "CI_SERVER_URL": server, "CI_SERVER_PROTOCOL": "http",
@@ -172,12 +179,12 @@ class FakeGitLabProcess:
     """tests/gitlab_fake.py as a separate process (jobs run by gitlab-ci-local are processes too),
     knowing every commit of the repo. Its state (notes, uploads, packages) is dumped to a JSON file."""
 
-    def __init__(self, repo: Path, state_file: Path, token: str, project: str = "1217:mlops/wine",
+    def __init__(self, repo: Path, state_file: Path, token: str, project: str | None = None,
                  mrs: tuple[int, ...] = (), job_token: str | None = None):
         commits = git(repo, "rev-list", "--all").split()
         # deployments outlive one pipeline run, as on GitLab (the champion and release checks read them)
         args = [str(VENV_BIN / "python"), str(ROOT / "tests" / "gitlab_fake.py"), "--port", "0",
-                "--token", token, "--project", project, "--state", str(state_file),
+                "--token", token, "--project", project or f"1217:{PROJECT_PATH}", "--state", str(state_file),
                 "--deployments", str(repo.parent / "gitlab-deployments.json")]
         if job_token:
             args += ["--job-token", job_token]
@@ -192,7 +199,7 @@ class FakeGitLabProcess:
             raise RuntimeError("the fake GitLab did not start")
         self.info = json.loads(line)
         self.api_url = self.info["api_url"]
-        self.project_id = int(project.split(":", 1)[0])
+        self.project_id = int((project or "1217").split(":", 1)[0])
 
     def record_deployments(self, result: PipelineResult, repo: Path, variables: dict[str, str]) -> None:
         """What GitLab does when a deploy job with `environment:` succeeds: a deployment of the
@@ -223,7 +230,7 @@ class FakeGitLabProcess:
 
 def run_pipeline(repo: Path, gitlab: LocalGitLab, *, manual: list[str] | None = None,
                  jobs: list[str] | None = None, variables: dict[str, str] | None = None,
-                 project_path: str = "mlops/wine", extra_args: list[str] | None = None,
+                 project_path: str | None = None, extra_args: list[str] | None = None,
                  timeout: float = 1200, echo: bool = False, fake_gitlab: Path | None = None,
                  mrs: tuple[int, ...] = ()) -> PipelineResult:
     """Run the pipeline with the shell executor, each job in its own copy of the tracked files (as a
@@ -251,7 +258,7 @@ def seed_own_component_includes(repo: Path) -> None:
         shutil.copy2(tpl, dest / tpl.name)
 
 
-def _gitlab_ci_local(repo: Path, gitlab: LocalGitLab, executor_args: list[str], *, project_path: str,
+def _gitlab_ci_local(repo: Path, gitlab: LocalGitLab, executor_args: list[str], *, project_path: str | None,
                      manual: list[str] | None = None, jobs: list[str] | None = None,
                      variables: dict[str, str] | None = None, extra_args: list[str] | None = None,
                      env: dict[str, str] | None = None, timeout: float = 1200, echo: bool = False,
@@ -260,7 +267,7 @@ def _gitlab_ci_local(repo: Path, gitlab: LocalGitLab, executor_args: list[str], 
     fake = None
     if fake_gitlab is not None:
         token = "glpat-local-" + os.urandom(6).hex()
-        fake = FakeGitLabProcess(repo, fake_gitlab, token, project=f"1217:{project_path}", mrs=mrs,
+        fake = FakeGitLabProcess(repo, fake_gitlab, token, project=f"1217:{project_path or PROJECT_PATH}", mrs=mrs,
                                  job_token=gitlab.job_token)
         gitlab = LocalGitLab(gitlab.registry, api_url=fake.api_url, job_token=gitlab.job_token,
                              extra={**gitlab.extra, "MODELCI_GITLAB_TOKEN": token})
@@ -337,7 +344,7 @@ def _gcl() -> str:
 
 
 def _gcl_query(repo: Path, gitlab: LocalGitLab, flag: str, variables: dict[str, str] | None,
-               unset: tuple[str, ...] | list[str], project_path: str, timeout: float,
+               unset: tuple[str, ...] | list[str], project_path: str | None, timeout: float,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     seed_own_component_includes(repo)
     merged = {**gitlab.variables(project_path), **(variables or {})}
@@ -354,7 +361,7 @@ def _gcl_query(repo: Path, gitlab: LocalGitLab, flag: str, variables: dict[str, 
 
 
 def list_jobs(repo: Path, gitlab: LocalGitLab, *, variables: dict[str, str] | None = None,
-              unset: tuple[str, ...] | list[str] = (), project_path: str = "mlops/wine",
+              unset: tuple[str, ...] | list[str] = (), project_path: str | None = None,
               timeout: float = 60, env: dict[str, str] | None = None) -> dict[str, str]:
     """Which jobs a pipeline would hold, without running any: gitlab-ci-local's `--list-json`
     evaluates every job's `rules` (if, changes) with these variables. Returns job name -> `when`
@@ -370,7 +377,7 @@ def list_jobs(repo: Path, gitlab: LocalGitLab, *, variables: dict[str, str] | No
 
 
 def check_needs(repo: Path, gitlab: LocalGitLab, *, variables: dict[str, str] | None = None,
-                unset: tuple[str, ...] | list[str] = (), project_path: str = "mlops/wine",
+                unset: tuple[str, ...] | list[str] = (), project_path: str | None = None,
                 timeout: float = 60) -> tuple[bool, str]:
     """gitlab-ci-local's `--validate-dependency-chain`: every job an active job needs (and is not
     optional) is active too. Returns (ok, output)."""
