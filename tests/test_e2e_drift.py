@@ -39,19 +39,26 @@ SCHEDULE = {"CI_PIPELINE_SOURCE": "schedule"}
 
 class Fake:
     """tests/gitlab_fake.py in its own process for the whole scenario (the drift issue lives across
-    pipelines): a Maintainer's token for pipeline A, a Developer's for the schedules and the retrain."""
+    pipelines): a Maintainer's token for pipeline A, a Developer's for the schedules and the retrain,
+    the jobs' CI_JOB_TOKEN; it records deployments as GitLab does (the monitor finds production's
+    model through them)."""
+
+    record_deployments = localci.FakeGitLabProcess.record_deployments
+    project_id = 1217
 
     def __init__(self, repo: Path, state: Path):
         self.state_file = state
         self.maintainer, self.developer = "glpat-m-" + secrets.token_hex(6), "glpat-d-" + secrets.token_hex(6)
         args = [str(localci.VENV_BIN / "python"), str(localci.ROOT / "tests" / "gitlab_fake.py"), "--port", "0",
                 "--token", self.maintainer, "--developer-token", self.developer, "--project", f"1217:{localci.PROJECT_PATH}",
-                "--pipeline-variables-role", "maintainer", "--state", str(state)]
+                "--pipeline-variables-role", "maintainer", "--state", str(state),
+                "--job-token", localci.LocalGitLab.job_token]
         for c in localci.git(repo, "rev-list", "--all").split():
             args += ["--commit", c]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, start_new_session=True)
         assert self.proc.stdout is not None
-        self.api_url = json.loads(self.proc.stdout.readline())["api_url"]
+        self.info = json.loads(self.proc.stdout.readline())
+        self.api_url = self.info["api_url"]
 
     def state(self) -> dict:
         return json.loads(self.state_file.read_text())
@@ -127,6 +134,7 @@ def drift(tmp_path_factory, registry, base_image, docker_client):
     def run(name, token, **kw):
         gitlab = localci.LocalGitLab(registry, api_url=fake.api_url, extra={**extra, "MODELCI_GITLAB_TOKEN": token})
         res = localci.run_pipeline(repo, gitlab, **kw)
+        fake.record_deployments(res, repo, {**gitlab.variables(), **kw.get("variables", {})})
         s[name] = res
         s["timings"][name] = {"total_s": round(res.seconds, 1), "jobs": res.job_seconds}
         return res
