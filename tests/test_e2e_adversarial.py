@@ -137,7 +137,7 @@ def _last_error(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def attack(tmp_path_factory, registry, base_image, docker_client):
+def attack(tmp_path_factory, registry, base_image, docker_client, proxy_image):  # deploys pull the proxy
     tmp = tmp_path_factory.mktemp("adversarial")
     ns = "adv" + secrets.token_hex(3)
     saved_path, localci.PROJECT_PATH = localci.PROJECT_PATH, PROJECT  # its own registry repository

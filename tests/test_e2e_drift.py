@@ -119,7 +119,7 @@ def _tags(registry) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def drift(tmp_path_factory, registry, base_image, docker_client):
+def drift(tmp_path_factory, registry, base_image, docker_client, proxy_image):  # deploys pull the proxy
     ns = "drift" + secrets.token_hex(3)
     saved_path, localci.PROJECT_PATH = localci.PROJECT_PATH, PROJECT  # its own registry repository
     staging_url = f"http://127.0.0.1:{localci.free_port()}"
