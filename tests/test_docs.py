@@ -69,5 +69,5 @@ def test_code_cites_the_projects_own_docs():
             if "DECISIONS" in text and rel not in allowed:
                 stale.append(rel)
             broken += [f"{rel}: #{a}" for a in re.findall(r"docs/design\.md#([a-z0-9-]+)", text) if a not in headings]
-    assert not stale, f"cite docs/design.md (or another docs/ page) instead of the team's DECISIONS.md: {stale}"
+    assert not stale, f"cite docs/design.md (or another docs/ page) instead of the team's notes: {stale}"
     assert not broken, f"no such section in docs/design.md: {broken}"
