@@ -28,6 +28,8 @@ import tempfile
 import time
 from typing import Any
 
+from .cluster import configure_logging
+
 log = logging.getLogger("modelci.serving")
 
 
@@ -69,7 +71,7 @@ def run_worker(cfg: Settings, sock: socket.socket, group: Any) -> int:
     import uvicorn
 
     from .protocol import header_timeout_protocol
-    from .server import configure_logging, create_app
+    from .server import create_app
 
     configure_logging()
     exit_code = {"code": 0}
@@ -120,18 +122,8 @@ def run_worker(cfg: Settings, sock: socket.socket, group: Any) -> int:
     return 0 if server.started else 1
 
 
-def _configure_logging() -> None:
-    # the supervisor stays light (no numpy/scikit-learn): the workers import the app after the fork
-    root = logging.getLogger("modelci")
-    if not root.handlers:
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(h)
-        root.setLevel(os.environ.get("MODELCI_LOG_LEVEL", "INFO").upper())
-
-
 def main() -> int:
-    _configure_logging()
+    configure_logging()  # from app.cluster: the supervisor stays light (no numpy/scikit-learn)
     try:
         cfg = Settings()
     except ValueError as exc:

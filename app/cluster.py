@@ -16,11 +16,22 @@ import logging
 import math
 import mmap
 import os
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+
+def configure_logging() -> None:
+    """The app's log format, for the supervisor and every worker (MODELCI_LOG_LEVEL, default INFO)."""
+    root = logging.getLogger("modelci")
+    if not root.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(h)
+        root.setLevel(os.environ.get("MODELCI_LOG_LEVEL", "INFO").upper())
 
 log = logging.getLogger("modelci.serving")
 

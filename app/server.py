@@ -45,7 +45,7 @@ from typing import Any
 import orjson
 
 from . import __version__, binary
-from .cluster import WorkerGroup, merge, render, snapshot
+from .cluster import WorkerGroup, configure_logging, merge, render, snapshot
 from .metrics import InferStats, Metrics, ModelStats
 from .model import BadRequest, Model, ModelLoadError
 
@@ -633,15 +633,6 @@ def _exit_process(code: int) -> None:
     logging.shutdown()
     sys.stderr.flush()
     os._exit(code)
-
-
-def configure_logging() -> None:
-    root = logging.getLogger("modelci")
-    if not root.handlers:
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(h)
-        root.setLevel(os.environ.get("MODELCI_LOG_LEVEL", "INFO").upper())
 
 
 def create_app(**kwargs: Any) -> ServingApp:

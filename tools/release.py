@@ -16,6 +16,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -49,6 +50,19 @@ def check(version: str) -> dict:
             "notes": section.group(1).strip() if section else ""}
 
 
+def _build_and_push(c: Any, auth: Any, dockerfile: str, repo: str, tags: list[str],
+                    buildargs: dict[str, str]) -> str | None:
+    """Build `dockerfile` once, push it under every tag; the pushed digest reference."""
+    with log.section("release_build", f"docker build {repo}:{tags[0]}"):
+        image, _ = c.images.build(path=str(ROOT), dockerfile=dockerfile, tag=f"{repo}:{tags[0]}",
+                                  buildargs=buildargs, network_mode="host", rm=True)
+    for tag in tags:
+        image.tag(repo, tag=tag)
+        dockerutil.stream_push(c, repo, tag, auth)
+    image.reload()
+    return next((d for d in image.attrs.get("RepoDigests", []) if d.startswith(repo + "@")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", default=os.environ.get("CI_COMMIT_TAG"))
@@ -70,27 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             c = dockerutil.client()
             auth = dockerutil.login(c, args.image.split("/", 1)[0])
             buildargs = {"BASE_IMAGE": args.base_image} if args.base_image else {}
-            with log.section("release_build", f"docker build {args.image}:{plan['version']}"):
-                image, _ = c.images.build(path=str(ROOT), dockerfile="images/tools.Dockerfile",
-                                          tag=f"{args.image}:{plan['version']}", buildargs=buildargs,
-                                          network_mode="host", rm=True)
-            for tag in tags:
-                image.tag(args.image, tag=tag)
-                dockerutil.stream_push(c, args.image, tag, auth)
-            image.reload()
-            result["digest"] = next((d for d in image.attrs.get("RepoDigests", [])
-                                     if d.startswith(args.image + "@")), None)
+            result["digest"] = _build_and_push(c, auth, "images/tools.Dockerfile", args.image, tags, buildargs)
             # the proxy `modelci deploy` pulls onto deploy hosts: same version, same tags
-            with log.section("release_build_proxy", f"docker build {args.proxy_image}:{plan['version']}"):
-                proxy, _ = c.images.build(path=str(ROOT), dockerfile="images/proxy.Dockerfile",
-                                          tag=f"{args.proxy_image}:{plan['version']}", buildargs=buildargs,
-                                          network_mode="host", rm=True)
-            for tag in tags:
-                proxy.tag(args.proxy_image, tag=tag)
-                dockerutil.stream_push(c, args.proxy_image, tag, auth)
-            proxy.reload()
-            result["proxy_digest"] = next((d for d in proxy.attrs.get("RepoDigests", [])
-                                           if d.startswith(args.proxy_image + "@")), None)
+            result["proxy_digest"] = _build_and_push(c, auth, "images/proxy.Dockerfile", args.proxy_image, tags,
+                                                     buildargs)
         print(json.dumps(result, indent=2))
         return 0
     except ModelCIError as err:

@@ -180,6 +180,16 @@ def write_dotenv(path: str | Path, values: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def read_dotenv(path: str | Path) -> dict[str, str]:
+    """A dotenv report as write_dotenv writes it (KEY=VALUE lines; surrounding quotes dropped)."""
+    values: dict[str, str] = {}
+    for line in Path(path).read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
 def image_labels(c: Any, ref: str) -> dict[str, str]:
     return dict(c.images.get(ref).attrs.get("Config", {}).get("Labels") or {})
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import requests
 
+from . import dockerutil
 from .errors import ModelCIError
 
 BUILD_RECORD = Path("out/build.env")        # templates/build.yml: artifacts.reports.dotenv
@@ -136,15 +137,6 @@ def refuse_committed_outputs(workdir: str | os.PathLike[str] = ".") -> None:
 
 
 # ---- this pipeline's build record ----------------------------------------------------------------
-def read_dotenv(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip():
-            values[key.strip()] = value.strip()
-    return values
-
-
 def built_image(given: str | None, workdir: str | os.PathLike[str] = ".") -> str:
     """The image this pipeline's build job pushed (its dotenv report file); `given` must match it."""
     record = Path(workdir) / BUILD_RECORD
@@ -152,7 +144,7 @@ def built_image(given: str | None, workdir: str | os.PathLike[str] = ".") -> str
         raise ModelCIError(f"{BUILD_RECORD}: no build record from this pipeline's build job; production only "
                            "deploys the image its own pipeline built (run the pipeline, or re-run the "
                            "deploy job of the pipeline that built the image to roll back)")
-    image = read_dotenv(record).get("MODELCI_IMAGE", "")
+    image = dockerutil.read_dotenv(record).get("MODELCI_IMAGE", "")
     if "@sha256:" not in image:
         raise ModelCIError(f"{BUILD_RECORD}: MODELCI_IMAGE is missing or not pinned by digest; re-run the "
                            "build job")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from . import get, get_bool, get_float, get_int, pick, var
+from . import get, get_float, get_int, pick, var
 from .build import IDENTICAL_TO_PRODUCTION as IDENTICAL
 from .common import ENVIRONMENT, IMAGE
 
@@ -45,6 +45,13 @@ var("MODELCI_DRAIN_SECONDS", "Seconds the old backend keeps running after the sw
     kind="float", used_by=USED_BY)
 
 
+def _build_record() -> dict[str, str]:
+    from ..dockerutil import read_dotenv
+    from ..trust import BUILD_RECORD
+
+    return read_dotenv(BUILD_RECORD) if BUILD_RECORD.is_file() else {}
+
+
 @dataclass(frozen=True)
 class DeploySettings:
     environment: str | None
@@ -78,7 +85,9 @@ class DeploySettings:
             namespace=pick(getattr(args, "namespace", None), "MODELCI_DEPLOY_NAMESPACE")
             or os.environ.get("CI_PROJECT_PATH_SLUG") or "modelci",
             release_checks=getattr(args, "release_checks", None) == "true",  # a flag, never a variable
-            identical_to_production=get_bool(IDENTICAL.name),
+            # read from the build job's record file, never a variable: a pipeline variable set to true
+            # would otherwise make a deploy job "pass" (and GitLab record a deployment) without deploying
+            identical_to_production=_build_record().get(IDENTICAL.name, "").lower() == "true",
             ready_timeout=float(timeout) if timeout is not None else float(get_float("MODELCI_READY_TIMEOUT") or 120),
             dotenv=pick(getattr(args, "dotenv", None), "MODELCI_DEPLOY_DOTENV"),
             teardown=bool(getattr(args, "teardown", False)),

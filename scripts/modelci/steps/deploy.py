@@ -57,7 +57,9 @@ def run(s: DeploySettings) -> Result:
         return Result({"environment": s.environment, "removed": t.teardown()})
     if not s.url:
         raise ModelCIError("no environment URL: pass --url or set the environment's url input")
-    if s.identical_to_production:  # the build found the retrained model byte-identical to production's
+    if s.identical_to_production:  # the build record says the retrained model is production's, byte for byte
+        if s.release_checks or s.environment == "production":
+            trust.refuse_committed_outputs()  # a committed out/build.env is no build record
         version = get(MODEL_VERSION.name) or "its current version"
         log.info(f"identical to production: {s.environment} keeps serving {version}; nothing to deploy")
         return Result({"environment": s.environment, "status": "identical to production", "deployed": False})

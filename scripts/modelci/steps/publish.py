@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import artifact, gitlab_api, log
+from .. import artifact, dockerutil, gitlab_api, log
 from ..errors import ModelCIError
 from ..model_registry import ModelRegistry, stage_files
 from ..settings.publish import PublishSettings
@@ -51,15 +51,6 @@ def run_params(record: dict[str, Any]) -> dict[str, str]:
 def numeric(metrics: Any) -> dict[str, float]:
     return {str(k): float(v) for k, v in (metrics or {}).items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")}
-
-
-def read_dotenv(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip():
-            values[key.strip()] = value.strip().strip('"').strip("'")
-    return values
 
 
 def _verdict(source: Path, sha256: str) -> dict[str, Any] | None:
@@ -129,7 +120,7 @@ def _publish(s: PublishSettings, source: Path, result: dict[str, Any]) -> Result
     name = str(meta.get("name") or "")
     verdict = _verdict(source, meta["sha256"])
     build_env = source / "build.env"
-    build = read_dotenv(build_env) if build_env.is_file() else {}
+    build = dockerutil.read_dotenv(build_env) if build_env.is_file() else {}
     new_version = bool(build) and s.default_branch and build.get("MODELCI_MODEL_SHA256") == meta["sha256"]
     if build and build.get("MODELCI_MODEL_SHA256") != meta["sha256"]:
         log.info("the build job built another model (an image-only rebuild): no new registry version")
