@@ -256,15 +256,16 @@ def test_force_added_model_and_forged_verdict_are_never_built_or_released(attack
     shutil.copy2(s["tmp"] / "evil" / "artifact" / "model.joblib", out / "model" / "model.joblib")
     shutil.copy2(s["tmp"] / "evil" / "artifact" / "model.json", out / "model" / "model.json")
     (out / "gate").mkdir()
-    (out / "gate" / "verdict.json").write_text(json.dumps({
-        "schema": "modelci.gate.verdict/1", "verdict": "PROMOTE", "passed": True, "dry_run": False,
-        "sha256": s["evil_sha"]}))
+    forged = json.dumps({"schema": "modelci.gate.verdict/1", "verdict": "PROMOTE", "passed": True,
+                         "dry_run": False, "sha256": s["evil_sha"]})
+    (out / "gate" / "verdict.json").write_text(forged)  # where the gate writes it
+    (out / "build-verdict.json").write_text(forged)  # where production's check reads it
     (repo / "app" / "README.md").write_text((repo / "app" / "README.md").read_text() + "\nA change.\n")
-    localci.git(repo, "add", "-f", "out/model", "out/gate/verdict.json")
+    localci.git(repo, "add", "-f", "out/model", "out/gate/verdict.json", "out/build-verdict.json")
     localci.commit(repo, "app: a change, with a model and a verdict of my own")
     try:
-        committed = ("out/gate/verdict.json, out/model/model.joblib, out/model/model.json: committed to the "
-                     "repository under out/")
+        committed = ("out/build-verdict.json, out/gate/verdict.json, out/model/model.joblib and 1 more: "
+                     "committed to the repository under out/")
         res = localci.run_pipeline(repo, s["gitlab"], manual=[PROD], fake_gitlab=s["tmp"] / "gitlab-F.json")
         assert res.jobs.get(BUILD) == "failed" and PROD not in res.jobs and STAGING not in res.jobs, res.jobs
         assert committed in res.output
@@ -274,8 +275,8 @@ def test_force_added_model_and_forged_verdict_are_never_built_or_released(attack
         code, err = _command(s, PROD, PROD_SCRIPT, {})
         assert code != 0
         assert _last_error(err) == (
-            "modelci deploy: error: out/gate/verdict.json, out/model/model.joblib, out/model/model.json: "
-            "committed to the repository under out/; build records, models and gate verdicts come only from "
+            "modelci deploy: error: out/build-verdict.json, out/gate/verdict.json, out/model/model.joblib "
+            "and 1 more: committed to the repository under out/; build records, models and gate verdicts come only from "
             "this pipeline's jobs, so this commit cannot be released; remove them (git rm -r --cached out/)")
     finally:
         localci.git(repo, "rm", "-r", "-q", "--cached", "out")

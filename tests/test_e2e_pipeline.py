@@ -150,10 +150,14 @@ def scenario(tmp_path_factory, registry, base_image, docker_client, mlflow_serve
     s["tags_E"] = _tags(registry, docker_client)
     s["lineage_E"] = {"staging": localci.lineage(staging_url), "production": localci.lineage(production_url)}
 
-    # GitLab's "Rollback environment": re-run pipeline A's production job, with pipeline A's artifacts,
-    # this time as a Docker-executor runner reaching the deploy host over TCP+TLS
+    # GitLab's "Rollback environment": re-run pipeline A's production job months later, when only its
+    # build job's artifacts are left (they never expire; train's, gate's and publish's have), this time
+    # as a Docker-executor runner reaching the deploy host over TCP+TLS
     shutil.rmtree(repo / ".gitlab-ci-local" / "artifacts")
-    shutil.copytree(artifacts_a, repo / ".gitlab-ci-local" / "artifacts")
+    kept = [d for d in artifacts_a.iterdir() if d.name.startswith("modelci") and d.name.endswith("build")]
+    assert len(kept) == 1, sorted(d.name for d in artifacts_a.iterdir())
+    s["rollback_artifacts"] = sorted(p.relative_to(kept[0]).as_posix() for p in kept[0].rglob("*") if p.is_file())
+    shutil.copytree(kept[0], repo / ".gitlab-ci-local" / "artifacts" / kept[0].name)
     localci.build_tools_image("local/modelci-tools:dev")
     certs = repo.parent / "deploy-certs"  # what a file variable would hold, readable by the job's user
     shutil.copytree(remote_host.tcp_env()["DOCKER_CERT_PATH"], certs)
@@ -294,6 +298,10 @@ def test_rerunning_an_old_pipelines_production_job_rolls_back_to_its_digest(scen
     r = scenario["R"]
     assert r.returncode == 0, r.output[-3000:]
     assert r.jobs == {PROD: "passed"}
+    assert {"out/build.env", "out/build-verdict.json"} <= set(scenario["rollback_artifacts"])
+    assert not any(a.startswith(("out/gate/", "out/model/")) for a in scenario["rollback_artifacts"])
+    assert "release checks passed for production: model " in r.output
+    assert "on basis verdict" in r.output  # the verdict kept with the build record, gate artifacts gone
     assert scenario["lineage_R"]["model_version"] == "1.0.0"
     assert scenario["lineage_R"]["sha256"] == scenario["lineage_A"]["production"]["sha256"]
 

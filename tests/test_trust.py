@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import shutil
 import subprocess
 import tarfile
 import threading
@@ -157,10 +158,11 @@ def test_force_added_outputs_are_found_with_and_without_git(tmp_path, monkeypatc
 
 # ---- the build record and verdicts --------------------------------------------------------------
 def _record(workdir: Path, image: str, model_sha: str | None = None, verdict: dict | None = None) -> None:
+    """The build job's artifacts: its record and the verdict it built the image on."""
     (workdir / "out" / "gate").mkdir(parents=True, exist_ok=True)
     (workdir / "out" / "build.env").write_text(f"MODELCI_IMAGE={image}\nMODELCI_MODEL_VERSION=1.2.0\n")
     if verdict is not None:
-        (workdir / "out" / "gate" / "verdict.json").write_text(json.dumps(verdict))
+        (workdir / "out" / "build-verdict.json").write_text(json.dumps(verdict))
 
 
 def test_image_comes_from_the_build_record_file_not_the_environment(tmp_path, monkeypatch):
@@ -203,9 +205,22 @@ def test_release_with_a_passing_verdict(release):
     assert trust.check_release(None, "production", workdir)["basis"] == "verdict"
 
 
+def test_release_reads_the_verdict_kept_with_the_build_record_not_the_gates_artifacts(release):
+    """A rollback re-run after the gate job's artifacts expired has only the build job's artifacts (they
+    never expire); a verdict in the gate's artifact directory is not what production's check reads."""
+    workdir, ref = release
+    good = {"sha256": SHA_A, "passed": True, "dry_run": False, "verdict": "PROMOTE"}
+    (workdir / "out" / "gate" / "verdict.json").write_text(json.dumps(good))
+    with pytest.raises(ModelCIError, match=r"^out/build-verdict.json: no gate verdict in this pipeline"):
+        trust.check_release(None, "production", workdir)
+    shutil.rmtree(workdir / "out" / "gate")  # expired
+    _record(workdir, ref, verdict=good)
+    assert trust.check_release(None, "production", workdir)["basis"] == "verdict"
+
+
 def test_release_without_verdict_needs_the_model_production_runs(release, monkeypatch):
     workdir, ref = release
-    with pytest.raises(ModelCIError, match=r"^out/gate/verdict.json: no gate verdict in this pipeline, and "
+    with pytest.raises(ModelCIError, match=r"^out/build-verdict.json: no gate verdict in this pipeline, and "
                                            r"the image's model aaaaaaaaaaaa… is not the one production runs "
                                            r"\(nothing yet\)"):
         trust.check_release(ref, "production", workdir)

@@ -1,7 +1,8 @@
-"""Builds never overwrite (issue 12 part 5): oci.push_version against a real, login-protected
-registry and the Docker engine. Two builds racing for one version: at most one pushes it, the tag
-names the winner's image, the loser fails closed with a one-line reason; a claimed version is never
-offered again."""
+"""Builds never overwrite (issue 12 part 5), and a retried build ends with one version tag (issue 14):
+oci.push_version against a real, login-protected registry and the Docker engine. Two builds racing
+for one version: at most one pushes it, the tag names the winner's image, the loser fails closed with
+a one-line reason; a version claimed by one pipeline is never offered to another, and a retry of the
+same pipeline's build job resumes it."""
 from __future__ import annotations
 
 import io
@@ -13,7 +14,7 @@ import pytest
 
 from modelci import dockerutil
 from modelci.errors import ModelCIError
-from modelci.oci import ImageReader, ImageRepo, RegistryClient, next_version, push_version
+from modelci.oci import CLAIM, ImageReader, ImageRepo, RegistryClient, next_version, push_version
 
 REASONS = ("another build claims this version at the same time",
            "before the push, the tag names another image",
@@ -26,11 +27,12 @@ def engine(docker_client, registry, monkeypatch):
     monkeypatch.setenv("CI_REGISTRY_USER", registry.htpasswd[0])
     monkeypatch.setenv("CI_REGISTRY_PASSWORD", registry.htpasswd[1])
     monkeypatch.delenv("CI_JOB_ID", raising=False)
+    monkeypatch.delenv("CI_PIPELINE_ID", raising=False)  # each build its own pipeline unless a test says
     repo = ImageRepo.parse(f"{registry.host}/race/{secrets.token_hex(3)}/serving")
     auth = dockerutil.login(docker_client, registry.host)
     made = []
 
-    def image(content: str):
+    def image(content: str, labels: dict[str, str] | None = None):
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             data = content.encode()
@@ -38,7 +40,8 @@ def engine(docker_client, registry, monkeypatch):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
         name = f"local/race-{secrets.token_hex(4)}"
-        docker_client.api.import_image_from_data(buf.getvalue(), repository=name, tag="x")
+        changes = [f"LABEL {k}={v}" for k, v in (labels or {}).items()]
+        docker_client.api.import_image_from_data(buf.getvalue(), repository=name, tag="x", changes=changes)
         img = docker_client.images.get(f"{name}:x")
         made.append(img.id)
         return img
@@ -110,3 +113,68 @@ def test_build_job_is_serialised_per_serving_image():
     # one name for the project's builds: GitLab's resource_group allows no ':' (a registry port), so it
     # cannot name the serving image; oci.push_version's claim tags also serialise builds it does not cover
     assert job["resource_group"] == "modelci-build"
+
+
+def _versions(registry, repo):
+    user, password = registry.htpasswd
+    tags = RegistryClient(repo.registry, user, password).tags(repo.path)
+    return tags, sorted(t for t in tags if CLAIM not in t and t.count(".") == 2)
+
+
+LABELS = {"io.modelci.model.sha256": "a" * 64, "org.opencontainers.image.revision": "c" * 40}
+
+
+@pytest.mark.parametrize("fails_on", ["version tag", "commit tag"])
+def test_a_retried_build_job_ends_with_one_version_tag(engine, registry, monkeypatch, fails_on):
+    """The image push fails (before, or after, the version tag is written); GitLab's retry of the build
+    job (same pipeline, new job id, an image rebuilt with a new id) resumes the same version: exactly one
+    version tag, naming one image with this model; the next pipeline gets the next version."""
+    from modelci import dockerutil
+
+    c, repo, auth, image = engine
+    first, retry = image("attempt 1", LABELS), image("attempt 2", LABELS)
+    real_push = dockerutil.stream_push
+    failing = {"1.0.0": "version tag", "abc1234": "commit tag"}
+
+    def push(client, repository, tag, auth_config):
+        if failing.get(tag) == fails_on:
+            failing.clear()
+            raise ModelCIError(f"push {repository}:{tag} failed: received unexpected HTTP status: 500")
+        return real_push(client, repository, tag, auth_config)
+
+    monkeypatch.setattr(dockerutil, "stream_push", push)
+    monkeypatch.setenv("CI_PIPELINE_ID", "901")
+    tags, _ = _versions(registry, repo)
+    version = next_version(tags, 1, owner="901")
+    with pytest.raises(ModelCIError, match="500"):
+        push_version(c, repo, version, ["abc1234"], first, auth, "901")
+
+    monkeypatch.setenv("CI_JOB_ID", "7702")  # the retried job
+    tags, _ = _versions(registry, repo)
+    assert next_version(tags, 1, owner="901") == version == "1.0.0"
+    _, ref = push_version(c, repo, version, ["abc1234"], retry, auth, "901")
+    tags, versions = _versions(registry, repo)
+    assert versions == ["1.0.0"]
+    kept = first if fails_on == "commit tag" else retry  # a pushed version tag is never re-pointed
+    assert _tag(registry, repo, "1.0.0")[1] == kept.id == _tag(registry, repo, "abc1234")[1]
+    assert ref == f"{repo}@{_tag(registry, repo, '1.0.0')[0]}"
+    assert [t for t in tags if CLAIM in t] == ["1.0.0-claim-901"]
+    assert next_version(tags, 1, owner="902") == "1.1.0"  # another pipeline never reuses it
+
+
+def test_a_retry_never_adopts_an_image_of_another_model(engine, registry, monkeypatch):
+    from modelci import dockerutil
+
+    c, repo, auth, image = engine
+    first = image("attempt 1", LABELS)
+    other = image("attempt 2", {**LABELS, "io.modelci.model.sha256": "b" * 64})
+    real_push = dockerutil.stream_push
+    monkeypatch.setattr(dockerutil, "stream_push", lambda cl, r, tag, a: (_ for _ in ()).throw(
+        ModelCIError("push failed: 500")) if tag == "abc1234" else real_push(cl, r, tag, a))
+    with pytest.raises(ModelCIError, match="500"):
+        push_version(c, repo, "1.0.0", ["abc1234"], first, auth, "903")
+    monkeypatch.setattr(dockerutil, "stream_push", real_push)
+    with pytest.raises(ModelCIError, match=r"1\.0\.0: this pipeline's earlier build pushed an image with another "
+                                           r"io\.modelci\.model\.sha256"):
+        push_version(c, repo, "1.0.0", ["abc1234"], other, auth, "903")
+    assert _tag(registry, repo, "1.0.0")[1] == first.id

@@ -10,7 +10,7 @@ import requests
 
 from .errors import ModelCIError
 
-CLAIM = "-claim-"  # X.Y.Z-claim-<job>: a build's claim on version X.Y.Z (push_version)
+CLAIM = "-claim-"  # X.Y.Z-claim-<pipeline>: a pipeline's claim on version X.Y.Z (push_version)
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 
 
@@ -19,9 +19,24 @@ def parse_semver(tag: str) -> tuple[int, int, int] | None:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
-def next_version(existing_tags: list[str], major: int, *, same_model_as: str | None = None) -> str:
+def claim_owner() -> str:
+    """Who claims a version: this pipeline (CI_PIPELINE_ID), so that a retried build job of the same
+    pipeline resumes its own claim instead of minting the next version; a random id outside CI."""
+    import secrets
+
+    return os.environ.get("CI_PIPELINE_ID") or f"local{secrets.token_hex(4)}"
+
+
+def next_version(existing_tags: list[str], major: int, *, same_model_as: str | None = None,
+                 owner: str | None = None) -> str:
     """Next model version (docs/design.md#versions-images-digests): a new model gets major.(max minor + 1).0 (major.0.0 first);
-    an image rebuilt around the same model (`same_model_as` = its version) gets the next patch."""
+    an image rebuilt around the same model (`same_model_as` = its version) gets the next patch.
+    A version `owner` (this pipeline) already claimed is offered again: the build job was retried."""
+    own = [v for v in (parse_semver(t.split(CLAIM, 1)[0]) for t in existing_tags
+                       if owner and t.endswith(CLAIM + owner)) if v]
+    if own:
+        top = max(own)
+        return f"{top[0]}.{top[1]}.{top[2]}"
     # a version claimed by a build that never finished is taken too (push_version: no tag is reused)
     versions = [v for v in (parse_semver(t.split(CLAIM, 1)[0]) for t in existing_tags) if v]
     if same_model_as is not None:
@@ -248,18 +263,20 @@ class ImageReader(RegistryClient):
 
 
 def push_version(c: Any, repo: ImageRepo, version: str, extra_tags: list[str], image: Any,
-                 auth: dict[str, str] | None) -> tuple[int, str]:
+                 auth: dict[str, str] | None, owner: str | None = None) -> tuple[int, str]:
     """Push `image` as repo:version (and extra_tags) without ever overwriting a version tag
     (docs/design.md#versions-images-digests). Returns (bytes pushed, REPO@sha256:…).
 
     1. before: the version tag must be absent (or already this very image: a re-run);
-    2. claim: push the image as `version-claim-<job>`, then list tags: any other build's claim on
-       the same version fails this build closed. Each build writes its claim before it reads, so of
-       two concurrent builds at most one sees no other claim (both may fail; neither overwrites);
+    2. claim: push the image as `version-claim-<owner>` (the pipeline), then list tags: any other
+       build's claim on the same version fails this build closed. Each build writes its claim before it
+       reads, so of two concurrent builds at most one sees no other claim (both may fail; neither
+       overwrites);
     3. push the version tag and extra_tags, then verify the version tag names this image.
-    A claimed version is never offered again (next_version), even when its build failed."""
-    import secrets
-
+    A claimed version is never offered to another pipeline (next_version), even when its build failed.
+    A retried build job of the same pipeline resumes its claim: when its earlier attempt already pushed
+    the version tag (and failed after), that image is kept (same model and commit, checked by label)
+    and only the missing tags are pushed, so the version names one image and is pushed once."""
     from . import dockerutil
 
     user, password = dockerutil.registry_credentials()
@@ -272,8 +289,11 @@ def push_version(c: Any, repo: ImageRepo, version: str, extra_tags: list[str], i
             raise ModelCIError(f"{repo}:{tag}: {when} the tag names another image ({found[0][:19]}…); a "
                                "version tag is never overwritten, re-run the pipeline for the next version")
 
+    claim = f"{version}{CLAIM}{owner or claim_owner()}"
+    current, earlier = reader.tag_image(repo.path, version), reader.tag_image(repo.path, claim)
+    if current and current[1] != image_id and earlier and earlier[1] == current[1]:
+        return 0, _adopt(c, reader, repo, version, current[0], extra_tags, image, auth)
     refuse_other(version, "before the push,")
-    claim = f"{version}{CLAIM}{os.environ.get('CI_JOB_ID') or secrets.token_hex(4)}"
     image.tag(str(repo), tag=claim)
     pushed = dockerutil.stream_push(c, str(repo), claim, auth)
     for tag in reader.tags(repo.path):
@@ -294,3 +314,22 @@ def push_version(c: Any, repo: ImageRepo, version: str, extra_tags: list[str], i
         raise ModelCIError(f"{repo}:{version}: after the push the tag names another image; another build "
                            "overwrote it, failing closed (this build's digest is not handed on)")
     return pushed, f"{repo}@{after[0]}"
+
+
+def _adopt(c: Any, reader: ImageReader, repo: ImageRepo, version: str, digest: str, extra_tags: list[str],
+           image: Any, auth: dict[str, str] | None) -> str:
+    """This pipeline's earlier build attempt pushed `version` and failed after: keep that image (the
+    version is never re-pointed) once its labels show the same model and commit; push the other tags."""
+    from . import dockerutil
+
+    theirs, ours = reader.labels(repo.path, digest), dict(getattr(image, "labels", None) or {})
+    for label in (MODEL_LABEL, REVISION_LABEL):
+        if not theirs.get(label) or theirs.get(label) != ours.get(label):
+            raise ModelCIError(f"{repo}:{version}: this pipeline's earlier build pushed an image with another "
+                               f"{label} ({str(theirs.get(label))[:12]}…); failing closed, re-run the pipeline")
+    ref = f"{repo}@{digest}"
+    earlier = dockerutil.pull(c, ref, auth)
+    for tag in extra_tags:
+        earlier.tag(str(repo), tag=tag)
+        dockerutil.stream_push(c, str(repo), tag, auth)
+    return ref

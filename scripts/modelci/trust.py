@@ -10,12 +10,19 @@ asks for it; see templates/deploy.yml). It refuses, with one line, unless
     pipeline's file), never from the environment; an image given otherwise is refused;
   * the model inside (the image's `io.modelci.model.sha256` label, read from the registry by digest,
     which the deploy then checks against the model file itself) either has a passing, non-dry-run
-    verdict for that exact sha256 in `out/gate/verdict.json` (the gate job's artifact), or is
-    byte-identical to the model production runs now according to `production_release` (an
-    app-only rebuild);
+    verdict for that exact sha256 in `out/build-verdict.json` (the gate's verdict the build job built
+    the image on, kept with the build record), or is byte-identical to the model production runs now
+    according to `production_release` (an app-only rebuild);
   * no file under `out/` is committed to the repository: build records and verdicts come only from
-    this pipeline's jobs (a committed, forged `out/gate/verdict.json` or `out/build.env` would
+    this pipeline's jobs (a committed, forged `out/build-verdict.json` or `out/build.env` would
     otherwise be taken for an artifact). The git index of the checkout is read for this.
+
+Rollback after the gate's artifacts expired: the build job's artifacts (`out/build.env` and
+`out/build-verdict.json`, a few hundred bytes) never expire (templates/build.yml), and the deploy
+jobs need the gate and publish jobs for order only (no artifacts). GitLab fails a re-run whose needed
+artifacts expired before its script starts (missing dependency), so this is what lets the production
+job of an old pipeline run again, months later, with the same checks. The model registry is not read
+here: this job holds only CI_JOB_TOKEN, which GitLab's MLflow API refuses (docs/model-registry.md).
 
 Why the index rather than fetching the gate job's artifact through the API with CI_JOB_TOKEN: the
 job token cannot list a pipeline's jobs, so the deploy could not find the gate job's id without a
@@ -44,7 +51,7 @@ from . import dockerutil
 from .errors import ModelCIError
 
 BUILD_RECORD = Path("out/build.env")        # templates/build.yml: artifacts.reports.dotenv
-VERDICT = Path("out/gate/verdict.json")     # templates/gate.yml: artifacts.paths
+BUILD_VERDICT = Path("out/build-verdict.json")  # the gate verdict the image was built on (build artifacts)
 OUTPUTS = "out/"
 
 
@@ -158,21 +165,21 @@ def built_image(given: str | None, workdir: str | os.PathLike[str] = ".") -> str
 def passing_verdict(model_sha256: str, workdir: str | os.PathLike[str] = ".") -> dict[str, Any] | None:
     """This pipeline's gate verdict for model_sha256: the verdict when it passes, None when there is
     no verdict file; a verdict for another model, a dry run or a failing one is refused."""
-    path = Path(workdir) / VERDICT
+    path = Path(workdir) / BUILD_VERDICT
     if not path.is_file():
         return None
     from .artifact import read_json
 
     verdict = read_json(path, "gate verdict (verdict.json)")
     if not isinstance(verdict, dict):
-        raise ModelCIError(f"{VERDICT}: not a gate verdict; re-run the gate")
+        raise ModelCIError(f"{BUILD_VERDICT}: not a gate verdict; re-run the gate")
     if verdict.get("sha256") != model_sha256:
-        raise ModelCIError(f"{VERDICT}: sha256: the verdict is for model {str(verdict.get('sha256'))[:12]}…, "
+        raise ModelCIError(f"{BUILD_VERDICT}: sha256: the verdict is for model {str(verdict.get('sha256'))[:12]}…, "
                            f"the image holds {model_sha256[:12]}…; gate this exact model first")
     if verdict.get("dry_run") is not False:
-        raise ModelCIError(f"{VERDICT}: dry_run: a dry-run gate verdict never authorises a deploy")
+        raise ModelCIError(f"{BUILD_VERDICT}: dry_run: a dry-run gate verdict never authorises a deploy")
     if verdict.get("passed") is not True:
-        raise ModelCIError(f"{VERDICT}: verdict {verdict.get('verdict')} (passed={verdict.get('passed')}) "
+        raise ModelCIError(f"{BUILD_VERDICT}: verdict {verdict.get('verdict')} (passed={verdict.get('passed')}) "
                            "does not allow deploying this model")
     return verdict
 
@@ -260,7 +267,7 @@ def check_release(given_image: str | None, environment: str,
     serving = production_release(environment)
     if serving is None or serving["model_sha256"] != sha:
         now = "nothing yet" if serving is None else f"model {serving['model_sha256'][:12]}…"
-        raise ModelCIError(f"{VERDICT}: no gate verdict in this pipeline, and the image's model "
+        raise ModelCIError(f"{BUILD_VERDICT}: no gate verdict in this pipeline, and the image's model "
                            f"{sha[:12]}… is not the one {environment} runs ({now}); a new model needs a "
                            "passing gate")
     return {"image": image, "model_sha256": sha, "basis": "same-model", "serving": serving}

@@ -26,7 +26,7 @@ import yaml
 from .. import artifact, champion, dockerutil, log, trust
 from ..errors import ModelCIError
 from ..gate import require_passing_verdict
-from ..oci import ImageRepo, RegistryClient, next_version, push_version
+from ..oci import ImageRepo, RegistryClient, claim_owner, next_version, push_version
 from ..settings.build import BuildSettings
 from . import Result
 
@@ -80,6 +80,17 @@ def identical_to_production(s: BuildSettings, repo: ImageRepo) -> dict[str, Any]
             "production_url": s.production_url, "image": None, "tags": []}
 
 
+def _record_verdict(dotenv: str, verdict: dict[str, Any] | None) -> None:
+    """Keep the verdict this image was built on beside the build record (the job's artifacts, which
+    never expire): production's release check and a rollback re-run read it there, not from the gate
+    job's artifacts, which expire (docs/design.md#versions-images-digests)."""
+    path = Path(dotenv).with_name(trust.BUILD_VERDICT.name)
+    if verdict is None:
+        path.unlink(missing_ok=True)
+    else:
+        artifact.write_json_atomic(path, verdict)
+
+
 def run(s: BuildSettings) -> Result:
     t0 = time.time()
     if not s.image:
@@ -104,6 +115,7 @@ def run(s: BuildSettings) -> Result:
     auth = dockerutil.login(c, repo.registry)
     user, password = dockerutil.registry_credentials()
     tags = RegistryClient(repo.registry, user, password).tags(repo.path)
+    owner = claim_owner()  # a retried build job of this pipeline resumes the version it claimed
 
     work = Path(tempfile.mkdtemp(prefix="modelci-build-"))
     try:
@@ -111,7 +123,7 @@ def run(s: BuildSettings) -> Result:
         if (model_dir / artifact.META_FILE).exists():
             meta = artifact.verify_model(model_dir)
             verdict = require_passing_verdict(s.verdict, model_dir)  # the gate's one verdict check
-            version = next_version(tags, major)
+            version = next_version(tags, major, owner=owner)
             reason = "new model"
             log.info(f"building new model {name} {version} (verdict {verdict.get('verdict')})")
         else:
@@ -122,8 +134,9 @@ def run(s: BuildSettings) -> Result:
                                    "pipeline with FORCE_RETRAIN=true to train the first model")
             model_dir = Path(found["dir"])
             meta = artifact.verify_model(model_dir)
-            version = next_version(tags, major, same_model_as=found["version"])
+            version = next_version(tags, major, same_model_as=found["version"], owner=owner)
             reason = f"same model as {found['version']}"
+            verdict = None  # production's own model: its release basis is "same model", not a verdict
         # Build context: Dockerfile, app/, artifact/ (the model, copied last in the Dockerfile).
         ctx = work / "context"
         ctx.mkdir()
@@ -168,7 +181,7 @@ def run(s: BuildSettings) -> Result:
         image = c.images.get(image_id)
         with log.section("modelci_push", f"docker push {repo} ({version}, {short})"):
             tp = time.time()
-            pushed, ref = push_version(c, repo, version, [short], image, auth)  # never overwrites a version
+            pushed, ref = push_version(c, repo, version, [short], image, auth, owner)  # never overwrites
             push_s = time.time() - tp
         digest = ref.split("@", 1)[1]
     finally:
@@ -181,6 +194,7 @@ def run(s: BuildSettings) -> Result:
                     "total_s": round(time.time() - t0, 2)},
         "pushed_bytes_reported": pushed,
     }
+    _record_verdict(s.dotenv, verdict)
     dockerutil.write_dotenv(s.dotenv, {
         "MODELCI_IMAGE": ref, "MODELCI_IMAGE_DIGEST": digest, "MODELCI_MODEL_VERSION": version,
         "MODELCI_MODEL_SHA256": meta["sha256"],

@@ -65,7 +65,10 @@ def run(s: DeploySettings) -> Result:
         return Result({"environment": s.environment, "status": "identical to production", "deployed": False})
     if s.release_checks or s.environment == "production":
         # production's checks (docs/design.md#evaluation-set-and-champion): fixed by the component's script
-        s = s.replace(image=trust.check_release(s.image, s.environment)["image"])
+        release = trust.check_release(s.image, s.environment)
+        log.info(f"release checks passed for {s.environment}: model {release['model_sha256'][:12]}… on basis "
+                 f"{release['basis']} (the build record's image {release['image']})")
+        s = s.replace(image=release["image"])
     if not s.image:
         raise ModelCIError("no image: pass --image or run after the build job (its dotenv report sets "
                            "MODELCI_IMAGE)")
