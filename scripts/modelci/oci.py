@@ -88,17 +88,20 @@ class RegistryClient:
         self.timeout = timeout
         self.session = requests.Session()
 
-    def _get(self, url: str) -> requests.Response:
+    def _get(self, url: str, headers: dict[str, str] | None = None, timeout: float | None = None
+             ) -> requests.Response:
+        """GET with basic auth, answering a bearer token challenge (GitLab's registry) once."""
+        headers, timeout = headers or {}, timeout or self.timeout
         try:
-            resp = self.session.get(url, auth=self.auth, timeout=self.timeout)
+            resp = self.session.get(url, auth=self.auth, timeout=timeout, headers=headers)
             if resp.status_code == 401 and "bearer" in resp.headers.get("WWW-Authenticate", "").lower():
                 params = dict(re.findall(r'(\w+)="([^"]*)"', resp.headers["WWW-Authenticate"]))
                 tok = self.session.get(params.pop("realm"), params=params, auth=self.auth,
                                        timeout=self.timeout)
                 tok.raise_for_status()
                 token = tok.json().get("token") or tok.json().get("access_token")
-                resp = self.session.get(url, headers={"Authorization": f"Bearer {token}"},
-                                        timeout=self.timeout)
+                resp = self.session.get(url, headers={**headers, "Authorization": f"Bearer {token}"},
+                                        timeout=timeout)
         except requests.RequestException as exc:
             raise ModelCIError(f"registry {self.base}: cannot connect ({exc.__class__.__name__}); "
                                "check CI_REGISTRY and that the registry is up") from None
@@ -154,20 +157,7 @@ class ImageReader(RegistryClient):
     """Reads one image's manifest, config and layers by digest, verifying every digest."""
 
     def _blob_get(self, url: str, accept: str | None = None) -> bytes:
-        headers = {"Accept": accept} if accept else {}
-        try:
-            resp = self.session.get(url, auth=self.auth, timeout=max(self.timeout, 60), headers=headers)
-            if resp.status_code == 401 and "bearer" in resp.headers.get("WWW-Authenticate", "").lower():
-                params = dict(re.findall(r'(\w+)="([^"]*)"', resp.headers["WWW-Authenticate"]))
-                tok = self.session.get(params.pop("realm"), params=params, auth=self.auth,
-                                       timeout=self.timeout)
-                tok.raise_for_status()
-                token = tok.json().get("token") or tok.json().get("access_token")
-                resp = self.session.get(url, timeout=max(self.timeout, 60),
-                                        headers={**headers, "Authorization": f"Bearer {token}"})
-        except requests.RequestException as exc:
-            raise ModelCIError(f"registry {self.base}: cannot connect ({exc.__class__.__name__}); "
-                               "check CI_REGISTRY and that the registry is up") from None
+        resp = self._get(url, {"Accept": accept} if accept else {}, max(self.timeout, 60))
         if resp.status_code >= 400:
             raise ModelCIError(f"registry {self.base}: HTTP {resp.status_code} reading {url.split('/v2/')[-1]}")
         return resp.content

@@ -143,25 +143,18 @@ def _limit_checks(policy: dict[str, Any], slices: list[dict[str, Any]], per_clas
     limit = policy["max_slice_regression"]
     if limit is None:
         return []
-    checks = []
-    for s in slices:
-        d = s.get("improvement")
-        if d is None:
-            continue
+    def check(name: str, kind: str, m: str | None, d: float, where: str, change: str) -> dict[str, Any]:
         ok = d >= -limit
-        checks.append({"name": f"slice {s['column']}={s['slice']} {metric}", "kind": "slice", "metric": metric,
-                       "value": d, "passed": bool(ok), "limit": limit,
-                       "message": f"{metric} on slice {s['column']}={s['slice']} ({s['n_rows']} rows): "
-                                  f"improvement {d:+.4f} {'within' if ok else 'beyond'} max_slice_regression {limit:g}"})
-    for c in per_class:
-        d = c.get("delta")
-        if d is None:
-            continue
-        ok = d >= -limit
-        checks.append({"name": f"class {c['class']} {per_class_metric}", "kind": "class", "metric": per_class_metric,
-                       "value": d, "passed": bool(ok), "limit": limit,
-                       "message": f"{per_class_metric} of class {c['class']!r}: Δ {d:+.4f} "
-                                  f"{'within' if ok else 'beyond'} max_slice_regression {limit:g}"})
+        return {"name": name, "kind": kind, "metric": m, "value": d, "passed": bool(ok), "limit": limit,
+                "message": f"{where}: {change} {d:+.4f} {'within' if ok else 'beyond'} max_slice_regression "
+                           f"{limit:g}"}
+
+    checks = [check(f"slice {s['column']}={s['slice']} {metric}", "slice", metric, s["improvement"],
+                    f"{metric} on slice {s['column']}={s['slice']} ({s['n_rows']} rows)", "improvement")
+              for s in slices if s.get("improvement") is not None]
+    checks += [check(f"class {c['class']} {per_class_metric}", "class", per_class_metric, c["delta"],
+                     f"{per_class_metric} of class {c['class']!r}", "Δ")
+               for c in per_class if c.get("delta") is not None]
     return checks
 
 
