@@ -47,6 +47,8 @@ class Registry:
     root: Path
     htpasswd: tuple[str, str] | None = None
     proc: subprocess.Popen | None = None
+    # GitLab's way instead of htpasswd: {"realm": <GitLab>/jwt/auth, "issuer": …, "rootcertbundle": PEM path}
+    token_auth: dict[str, str] | None = None
 
     @property
     def host(self) -> str:
@@ -64,6 +66,10 @@ class Registry:
                                  text=True).stdout
             hp.write_text(out)
             auth = f"auth: {{htpasswd: {{realm: modelci, path: {hp}}}}}\n"
+        if self.token_auth:
+            t = self.token_auth
+            auth = (f"auth: {{token: {{realm: \"{t['realm']}\", service: container_registry, issuer: "
+                    f"\"{t['issuer']}\", rootcertbundle: \"{t['rootcertbundle']}\"}}}}\n")
         cfg = self.root / "config.yml"
         cfg.write_text(
             "version: 0.1\n"

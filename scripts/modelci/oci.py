@@ -87,6 +87,7 @@ class RegistryClient:
         self.auth = (username, password) if username and password else None
         self.timeout = timeout
         self.session = requests.Session()
+        self._tokens: dict[str, tuple[str, float]] = {}  # challenge -> (bearer token, when fetched)
 
     def _get(self, url: str, headers: dict[str, str] | None = None, timeout: float | None = None
              ) -> requests.Response:
@@ -95,17 +96,40 @@ class RegistryClient:
         try:
             resp = self.session.get(url, auth=self.auth, timeout=timeout, headers=headers)
             if resp.status_code == 401 and "bearer" in resp.headers.get("WWW-Authenticate", "").lower():
-                params = dict(re.findall(r'(\w+)="([^"]*)"', resp.headers["WWW-Authenticate"]))
-                tok = self.session.get(params.pop("realm"), params=params, auth=self.auth,
-                                       timeout=self.timeout)
-                tok.raise_for_status()
-                token = tok.json().get("token") or tok.json().get("access_token")
+                token = self._bearer_token(resp.headers["WWW-Authenticate"])
                 resp = self.session.get(url, headers={**headers, "Authorization": f"Bearer {token}"},
                                         timeout=timeout)
         except requests.RequestException as exc:
             raise ModelCIError(f"registry {self.base}: cannot connect ({exc.__class__.__name__}); "
                                "check CI_REGISTRY and that the registry is up") from None
         return resp
+
+    def _bearer_token(self, challenge: str) -> str:
+        """A token from the registry's token service (GitLab: <gitlab>/jwt/auth), asked with the scope
+        the registry's challenge names and the registry credentials (HTTP Basic)."""
+        import time
+
+        cached = self._tokens.get(challenge)
+        if cached and time.monotonic() - cached[1] < 60:  # GitLab's tokens last 5 minutes at least
+            return cached[0]
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        realm = params.pop("realm", "")
+        if not realm.startswith(("https://", "http://")):
+            raise ModelCIError(f"registry {self.base}: its auth challenge names no token service URL (realm)")
+        tok = self.session.get(realm, params=params, auth=self.auth, timeout=self.timeout)
+        if tok.status_code in (401, 403):
+            raise ModelCIError(f"registry {self.base}: its token service {realm} refused the credentials "
+                               f"(HTTP {tok.status_code}); check CI_REGISTRY_USER/CI_REGISTRY_PASSWORD")
+        try:
+            body = tok.json() if tok.status_code < 400 else {}
+        except ValueError:
+            body = {}
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not token:
+            raise ModelCIError(f"registry {self.base}: its token service {realm} answered HTTP {tok.status_code} "
+                               "without a token; check the registry's auth set-up")
+        self._tokens[challenge] = (str(token), time.monotonic())
+        return str(token)
 
     def tags(self, path: str) -> list[str]:
         tags: list[str] = []
@@ -230,24 +254,16 @@ class ImageReader(RegistryClient):
         import time
 
         url = f"{self.base}/v2/{path}/manifests/{tag}"
-        try:
-            for attempt in range(4):  # a tag being written can answer 5xx for a moment
-                resp = self.session.get(url, auth=self.auth, timeout=self.timeout,
-                                        headers={"Accept": MANIFEST_TYPES})
-                if resp.status_code < 500:
-                    break
-                time.sleep(0.2 * (attempt + 1))
-            if resp.status_code == 401 and "bearer" in resp.headers.get("WWW-Authenticate", "").lower():
-                body = self._blob_get(url, MANIFEST_TYPES)
-            elif resp.status_code == 404:
-                return None
-            elif resp.status_code >= 400:
-                raise ModelCIError(f"registry {self.base}: HTTP {resp.status_code} reading {path}:{tag}")
-            else:
-                body = resp.content
-        except requests.RequestException as exc:
-            raise ModelCIError(f"registry {self.base}: cannot connect ({exc.__class__.__name__}); "
-                               "check CI_REGISTRY and that the registry is up") from None
+        for attempt in range(4):  # a tag being written can answer 5xx for a moment
+            resp = self._get(url, {"Accept": MANIFEST_TYPES})  # also behind a token service (GitLab)
+            if resp.status_code < 500:
+                break
+            time.sleep(0.2 * (attempt + 1))
+        if resp.status_code == 404:
+            return None
+        if resp.status_code >= 400:
+            raise ModelCIError(f"registry {self.base}: HTTP {resp.status_code} reading {path}:{tag}")
+        body = resp.content
         data = json.loads(body)
         return _sha256(body), str((data.get("config") or {}).get("digest"))
 

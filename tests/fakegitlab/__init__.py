@@ -31,6 +31,8 @@ and response shapes of GitLab's REST API documentation:
   GET  POST /projects/:id/issues                                (state/labels filters, pagination)
   GET  PUT /projects/:id/issues/:issue_iid                      (edit; state_event close|reopen)
   GET  POST /projects/:id/issues/:issue_iid/notes
+  GET  /jwt/auth (outside /api/v4)                              (container registry token service: a real
+                                                                 registry with `auth: token` sends clients here)
 
 Strictness: 401 for a missing or unknown token (PRIVATE-TOKEN, JOB-TOKEN or Authorization: Bearer);
 a job token only works on the package endpoints (as on GitLab); 403 insufficient_scope when the

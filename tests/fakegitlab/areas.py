@@ -12,6 +12,7 @@ from .packages import Packages
 from .pipelines import Pipelines
 from .projects import Projects
 from .protected_environments import ProtectedEnvironments
+from .registry_auth import RegistryAuth
 from .schedules import Schedules
 from .uploads import Uploads
 from .variables import Variables
@@ -29,4 +30,5 @@ AREAS: list[type[Area]] = [
     Pipelines,
     Issues,
     MLflow,
+    RegistryAuth,
 ]

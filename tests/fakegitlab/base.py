@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .http import API
+
 if TYPE_CHECKING:
     from .server import FakeGitLab
 
@@ -23,6 +25,7 @@ class Area:
     """
 
     STATE: ClassVar[tuple[str, ...]] = ()
+    PREFIX: ClassVar[str] = API  # the routes' path prefix ("" for GitLab's endpoints outside the API)
 
     def __init__(self, fake: FakeGitLab):
         self.fake = fake

@@ -49,7 +49,7 @@ class FakeGitLab:
         self.routes: list[tuple[re.Pattern[str], dict[str, Callable[..., Any]], str]] = []
         for area in self.areas:
             for pattern, methods, name in area.routes():
-                self._route(pattern, methods, name)
+                self._route(pattern, methods, name, area.PREFIX)
 
     def __getattr__(self, name: str) -> Any:
         """An area's state as an attribute of the fake (`fake.notes`, `fake.packages`)."""
@@ -136,8 +136,8 @@ class FakeGitLab:
 
     # ---- request handling -------------------------------------------------------------------------
 
-    def _route(self, pattern: str, methods: dict[str, Callable[..., Any]], name: str) -> None:
-        self.routes.append((re.compile(f"^{API}{pattern}$"), methods, name))
+    def _route(self, pattern: str, methods: dict[str, Callable[..., Any]], name: str, prefix: str = API) -> None:
+        self.routes.append((re.compile(f"^{prefix}{pattern}$"), methods, name))
 
     def handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         req = Request(handler, method)
