@@ -389,3 +389,36 @@ def test_a_new_proxy_image_replaces_the_proxy_without_a_failed_request(images, e
     assert result["proxy_image"] in t.c.images.get(proxies[0].image.id).attrs["RepoDigests"]
     assert proxies[0].image.labels.get("io.modelci.test") == "newer"
     assert _served(env["url"]) == "v2"
+
+
+def test_grpc_clients_reach_the_served_version_through_the_proxy(images, env):
+    """The environment's gRPC listener (the deploy component's grpc_port) forwards the Open Inference
+    Protocol's gRPC service to the served backend, and a deploy switches it with HTTP: a stock
+    tritonclient gRPC client on another host sees v1, then v2, with the smoke test's predictions."""
+    import numpy as np
+    import tritonclient.grpc as tg
+
+    grpc_port = localci.free_port()
+    smoke = images["smoke"]
+    rows = smoke["inputs"]
+    address = f"{env['url'].split('//', 1)[1].rsplit(':', 1)[0]}:{grpc_port}"
+    for version in ("v1", "v2"):
+        deploy(images[version], "staging", env["url"], env["ns"], grpc_port=grpc_port)
+        name = requests.get(f"{env['url']}/lineage", timeout=5).json()["name"]
+        c = tg.InferenceServerClient(address)
+        try:
+            assert c.is_server_ready() and c.is_model_ready(name)
+            assert c.get_model_metadata(name).versions == [version]
+            inputs = []
+            for column in rows[0]:
+                inp = tg.InferInput(column, [len(rows)], "FP64")
+                inp.set_data_from_numpy(np.array([r[column] for r in rows], dtype=np.float64))
+                inputs.append(inp)
+            got = c.infer(name, inputs).as_numpy("predict").tolist()
+        finally:
+            c.close()
+        got = [v.decode() if isinstance(v, bytes) else v for v in got]
+        if version == "v1":  # the smoke test was recorded with v1
+            assert got == smoke["expected"]
+        http = requests.post(f"{env['url']}/predict", json={"records": rows}, timeout=10).json()
+        assert got == http["predictions"], (version, got, http)
