@@ -178,3 +178,23 @@ def test_a_retry_never_adopts_an_image_of_another_model(engine, registry, monkey
                                            r"io\.modelci\.model\.sha256"):
         push_version(c, repo, "1.0.0", ["abc1234"], other, auth, "903")
     assert _tag(registry, repo, "1.0.0")[1] == first.id
+
+
+def test_deploys_wait_for_publish_and_a_rollback_needs_only_the_build_record():
+    """Deploy jobs wait for the build, the gate and the publish job (a failed publish stops them), but
+    take artifacts from the build only; the build's record and verdict never expire, so GitLab can
+    start a rollback re-run months later (it fails a job whose needed artifacts expired)."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    deploy = list(yaml.safe_load_all((root / "templates" / "deploy.yml").read_text()))[1]
+    needs = {n["job"].replace("$[[ inputs.job_prefix ]]", ""): n for n in next(iter(deploy.values()))["needs"]}
+    assert needs["build"].get("artifacts", True) is True and not needs["build"].get("optional")
+    for job in ("gate", "publish", "$[[ inputs.after ]]"):
+        assert needs[job]["artifacts"] is False and needs[job]["optional"] is True, job
+    build = list(yaml.safe_load_all((root / "templates" / "build.yml").read_text()))[1]
+    artifacts = build["$[[ inputs.job_prefix ]]build"]["artifacts"]
+    assert artifacts["expire_in"] == "never"
+    assert set(artifacts["paths"]) == {"out/build.env", "out/build-verdict.json"}
