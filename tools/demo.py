@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.down:
         return down()
+    reset()
     registry = localci.Registry(5000, STATE / "registry").start()
     localci.publish_proxy_image(registry)  # what a release publishes; deploys pull it
     gitlab = localci.LocalGitLab(registry, extra={
@@ -90,14 +92,31 @@ def main() -> int:
     return 0
 
 
-def down() -> int:
+def reset() -> None:
+    """Every demo is a new project (make_project below): stop the previous demo's environments and
+    registry and forget its GitLab (deployments, notes) and image tags, so a second run starts as the
+    first did instead of meeting a production its GitLab records but nobody runs any more."""
+    if (STATE / "registry").exists() or (STATE / "gitlab-state.json").exists():
+        print("demo: starting over (the previous demo's environments, registry tags and GitLab state go)")
+        down(quiet=True)
+    shutil.rmtree(STATE / "registry", ignore_errors=True)
+    for name in ("gitlab-state.json", "gitlab-deployments.json"):
+        (STATE / name).unlink(missing_ok=True)
+
+
+def down(quiet: bool = False) -> int:
     import subprocess
 
     for env, url in (("staging", STAGING), ("production", PRODUCTION)):
         subprocess.run([str(localci.VENV_BIN / "modelci"), "deploy", "--teardown", "--namespace", "demo",
                         "--environment", env, "--url", url], check=False, stdout=subprocess.DEVNULL)
     subprocess.run(["pkill", "-f", f"docker-registry serve {STATE / 'registry'}"], check=False)
-    print("demo stopped (registry data kept in .modelci-local/demo/registry)")
+    for _ in range(50):  # the next start binds the same port
+        if not localci.http_ok("http://127.0.0.1:5000/v2/", timeout=0.2):
+            break
+        time.sleep(0.1)
+    if not quiet:
+        print("demo stopped (registry data kept in .modelci-local/demo/registry)")
     return 0
 
 
