@@ -9,7 +9,8 @@ gitlab-ci-local (pipeline variables) and, because gitlab-ci-local lets dotenv va
 GitLab gives it: the verdict switch (`MODELCI_REQUIRE_VERDICT_ON=false`, `=TRUE`), a verdict path
 (`MODELCI_REQUIRE_VERDICT` at a committed forged verdict), the image (`MODELCI_IMAGE`), the
 production URL (`MODELCI_PRODUCTION_URL` at a fake /lineage naming the 999.0.0 image), production
-down, and a commit that force-adds `out/model/` and a matching forged `out/gate/verdict.json` beside
+down, and a commit that force-adds `out/model/` and a matching forged verdict (where the gate writes
+it, `out/gate/verdict.json`, and where production's check reads it, `out/build-verdict.json`) beside
 an `app/` change. Production never changes, the marker is never written, each refusal is its
 expected one-line reason. A control pipeline with a genuinely better model reaches production.
 """
