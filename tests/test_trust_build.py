@@ -198,3 +198,50 @@ def test_deploys_wait_for_publish_and_a_rollback_needs_only_the_build_record():
     artifacts = build["$[[ inputs.job_prefix ]]build"]["artifacts"]
     assert artifacts["expire_in"] == "never"
     assert set(artifacts["paths"]) == {"out/build.env", "out/build-verdict.json"}
+
+
+def test_a_verdict_path_given_by_variable_never_reaches_the_release_record(tmp_path, monkeypatch, registry,
+                                                                          base_image, docker_client):
+    """MODELCI_VERDICT may point the build's own check at any file (a pipeline variable, a committed
+    forged verdict outside out/); the verdict kept with the build record, which production's release
+    check and a rollback read, is only ever the gate job's own artifact. With the gate's verdict a dry
+    run, production refuses the image; with a real passing one, it releases it on that verdict."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from modelci import cli, trust
+    from modelci.gate.decision import VERDICT_SCHEMA
+
+    root = Path(__file__).resolve().parents[1]
+    for part in ("model", "app"):
+        shutil.copytree(root / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(root / "Dockerfile", tmp_path / "Dockerfile")
+    venv_bin = Path(__import__("sys").executable).parent
+    subprocess.run([str(venv_bin / "modelci"), "train", "--config", "model/modelci.yml", "--out", "out"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    sha = json.loads((tmp_path / "out" / "model" / "model.json").read_text())["sha256"]
+    verdict = {"schema": VERDICT_SCHEMA, "sha256": sha, "verdict": "PROMOTE", "passed": True, "dry_run": True}
+    (tmp_path / "out" / "gate").mkdir()
+    (tmp_path / "out" / "gate" / "verdict.json").write_text(json.dumps(verdict))  # the gate ran as a dry run
+    (tmp_path / "forged").mkdir()
+    (tmp_path / "forged" / "verdict.json").write_text(json.dumps({**verdict, "dry_run": False}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(trust, "production_release", lambda env: None)  # nothing in production yet
+    for k, v in {"CI_REGISTRY_USER": registry.htpasswd[0], "CI_REGISTRY_PASSWORD": registry.htpasswd[1],
+                 "MODELCI_IMAGE_REPO": f"{registry.host}/verdictpath/{secrets.token_hex(3)}/serving",
+                 "MODELCI_BASE_IMAGE": base_image, "MODELCI_VERDICT": "forged/verdict.json",
+                 "CI_PIPELINE_ID": "7001"}.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(["build"]) == 0  # the build's own check followed the variable
+    assert not trust.BUILD_VERDICT.exists()
+    with pytest.raises(ModelCIError, match=r"^out/build-verdict.json: no gate verdict in this pipeline"):
+        trust.check_release(None, "production")
+
+    (tmp_path / "out" / "gate" / "verdict.json").write_text(json.dumps({**verdict, "dry_run": False}))
+    monkeypatch.delenv("MODELCI_VERDICT")
+    monkeypatch.setenv("CI_PIPELINE_ID", "7002")
+    assert cli.main(["build"]) == 0
+    assert json.loads(trust.BUILD_VERDICT.read_text())["dry_run"] is False
+    assert trust.check_release(None, "production")["basis"] == "verdict"

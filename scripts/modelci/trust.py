@@ -10,8 +10,8 @@ asks for it; see templates/deploy.yml). It refuses, with one line, unless
     pipeline's file), never from the environment; an image given otherwise is refused;
   * the model inside (the image's `io.modelci.model.sha256` label, read from the registry by digest,
     which the deploy then checks against the model file itself) either has a passing, non-dry-run
-    verdict for that exact sha256 in `out/build-verdict.json` (the gate's verdict the build job built
-    the image on, kept with the build record), or is byte-identical to the model production runs now
+    verdict for that exact sha256 in `out/build-verdict.json` (the gate job's own artifact, GATE_VERDICT,
+    which the build job keeps with its record; never the file MODELCI_VERDICT names), or is byte-identical to the model production runs now
     according to `production_release` (an app-only rebuild);
   * no file under `out/` is committed to the repository: build records and verdicts come only from
     this pipeline's jobs (a committed, forged `out/build-verdict.json` or `out/build.env` would
@@ -52,6 +52,7 @@ from .errors import ModelCIError
 
 BUILD_RECORD = Path("out/build.env")        # templates/build.yml: artifacts.reports.dotenv
 BUILD_VERDICT = Path("out/build-verdict.json")  # the gate verdict the image was built on (build artifacts)
+GATE_VERDICT = Path("out/gate/verdict.json")    # the gate job's own artifact (templates/gate.yml): no variable moves it
 OUTPUTS = "out/"
 
 

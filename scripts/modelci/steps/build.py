@@ -80,6 +80,17 @@ def identical_to_production(s: BuildSettings, repo: ImageRepo) -> dict[str, Any]
             "production_url": s.production_url, "image": None, "tags": []}
 
 
+def release_verdict(model_dir: Path) -> dict[str, Any] | None:
+    """The verdict production may release this model on: the gate job's own artifact at its fixed path
+    (trust.GATE_VERDICT), passing and not a dry run, for exactly this model; else None. MODELCI_VERDICT
+    may point the build's own check elsewhere (local runs), never what goes into the build record."""
+    try:
+        return require_passing_verdict(trust.GATE_VERDICT, model_dir)
+    except ModelCIError as exc:
+        log.warn(f"{exc}: the build record holds no verdict, so production will not release this image")
+        return None
+
+
 def _record_verdict(dotenv: str, verdict: dict[str, Any] | None) -> None:
     """Keep the verdict this image was built on beside the build record (the job's artifacts, which
     never expire): production's release check and a rollback re-run read it there, not from the gate
@@ -123,6 +134,7 @@ def run(s: BuildSettings) -> Result:
         if (model_dir / artifact.META_FILE).exists():
             meta = artifact.verify_model(model_dir)
             verdict = require_passing_verdict(s.verdict, model_dir)  # the gate's one verdict check
+            record = release_verdict(model_dir)
             version = next_version(tags, major, owner=owner)
             reason = "new model"
             log.info(f"building new model {name} {version} (verdict {verdict.get('verdict')})")
@@ -136,7 +148,7 @@ def run(s: BuildSettings) -> Result:
             meta = artifact.verify_model(model_dir)
             version = next_version(tags, major, same_model_as=found["version"], owner=owner)
             reason = f"same model as {found['version']}"
-            verdict = None  # production's own model: its release basis is "same model", not a verdict
+            record = None  # production's own model: its release basis is "same model", not a verdict
         # Build context: Dockerfile, app/, artifact/ (the model, copied last in the Dockerfile).
         ctx = work / "context"
         ctx.mkdir()
@@ -194,7 +206,7 @@ def run(s: BuildSettings) -> Result:
                     "total_s": round(time.time() - t0, 2)},
         "pushed_bytes_reported": pushed,
     }
-    _record_verdict(s.dotenv, verdict)
+    _record_verdict(s.dotenv, record)
     dockerutil.write_dotenv(s.dotenv, {
         "MODELCI_IMAGE": ref, "MODELCI_IMAGE_DIGEST": digest, "MODELCI_MODEL_VERSION": version,
         "MODELCI_MODEL_SHA256": meta["sha256"],
