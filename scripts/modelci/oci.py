@@ -289,8 +289,7 @@ def push_version(c: Any, repo: ImageRepo, version: str, extra_tags: list[str], i
     reader = ImageReader(repo.registry, user, password)
     image_id = str(image.id)
 
-    def refuse_other(tag: str, when: str) -> None:
-        found = reader.tag_image(repo.path, tag)
+    def refuse_other(tag: str, when: str, found: tuple[str, str] | None) -> None:
         if found and found[1] != image_id:
             raise ModelCIError(f"{repo}:{tag}: {when} the tag names another image ({found[0][:19]}…); a "
                                "version tag is never overwritten, re-run the pipeline for the next version")
@@ -299,7 +298,7 @@ def push_version(c: Any, repo: ImageRepo, version: str, extra_tags: list[str], i
     current, earlier = reader.tag_image(repo.path, version), reader.tag_image(repo.path, claim)
     if current and current[1] != image_id and earlier and earlier[1] == current[1]:
         return 0, _adopt(c, reader, repo, version, current[0], extra_tags, image, auth)
-    refuse_other(version, "before the push,")
+    refuse_other(version, "before the push,", current)
     image.tag(str(repo), tag=claim)
     pushed = dockerutil.stream_push(c, str(repo), claim, auth)
     for tag in reader.tags(repo.path):
@@ -311,7 +310,7 @@ def push_version(c: Any, repo: ImageRepo, version: str, extra_tags: list[str], i
             if other and other[1] != image_id:
                 raise ModelCIError(f"{repo}:{version}: another build claims this version at the same time "
                                    f"({tag}); failing closed without pushing it, re-run the pipeline")
-    refuse_other(version, "while claiming it,")
+    refuse_other(version, "while claiming it,", reader.tag_image(repo.path, version))
     for tag in [version, *extra_tags]:
         image.tag(str(repo), tag=tag)
         dockerutil.stream_push(c, str(repo), tag, auth)

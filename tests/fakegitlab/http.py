@@ -34,6 +34,16 @@ def not_found(what: str) -> HTTPError:
     return HTTPError(404, {"message": f"404 {what} Not Found"})
 
 
+def require_key_value(body: dict[str, Any]) -> None:
+    """A CI/CD variable's `key` and `value` (project and schedule variables): both required, the key
+    letters, digits and '_' only (400 otherwise, in GitLab's words)."""
+    for field in ("key", "value"):
+        if body.get(field) is None:
+            raise HTTPError(400, {"error": f"{field} is missing"})
+    if not KEY_RE.match(str(body["key"])):
+        raise HTTPError(400, {"message": {"key": ["can contain only letters, digits and '_'."]}})
+
+
 def parse_bool(value: Any, field: str) -> bool:
     """GitLab's boolean parameters: true/false/1/0 (400 otherwise)."""
     if isinstance(value, bool):

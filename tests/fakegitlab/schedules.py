@@ -5,7 +5,7 @@ import re
 from typing import Any
 
 from .base import Area, Route
-from .http import KEY_RE, READ, HTTPError, Request, not_found, parse_bool
+from .http import READ, HTTPError, Request, not_found, parse_bool, require_key_value
 from .http import now as _now
 
 
@@ -104,11 +104,7 @@ class Schedules(Area):
         project = self.fake.admin(req, entry, pid, role="developer")
         sched = self._find_schedule(project, sid)
         body = req.json()
-        for field in ("key", "value"):
-            if body.get(field) is None:
-                raise HTTPError(400, {"error": f"{field} is missing"})
-        if not KEY_RE.match(str(body["key"])):
-            raise HTTPError(400, {"message": {"key": ["can contain only letters, digits and '_'."]}})
+        require_key_value(body)
         if any(v["key"] == body["key"] for v in sched["variables"]):
             raise HTTPError(400, {"message": {"key": [f"({body['key']}) has already been taken"]}})
         var = {"key": body["key"], "variable_type": body.get("variable_type", "env_var"),

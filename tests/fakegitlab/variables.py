@@ -5,7 +5,7 @@ import re
 from typing import Any
 
 from .base import Area, Route
-from .http import KEY_RE, READ, HTTPError, Request, not_found, parse_bool
+from .http import READ, HTTPError, Request, not_found, parse_bool, require_key_value
 
 
 class Variables(Area):
@@ -60,11 +60,7 @@ class Variables(Area):
     def create_variable(self, req: Request, entry: dict[str, Any], pid: str) -> Any:
         project = self.fake.admin(req, entry, pid)
         body = req.json()
-        for field in ("key", "value"):
-            if body.get(field) is None:
-                raise HTTPError(400, {"error": f"{field} is missing"})
-        if not KEY_RE.match(str(body["key"])):
-            raise HTTPError(400, {"message": {"key": ["can contain only letters, digits and '_'."]}})
+        require_key_value(body)
         hidden = parse_bool(body.get("masked_and_hidden", False), "masked_and_hidden")
         var = {"variable_type": body.get("variable_type", "env_var"), "key": body["key"], "value": str(body["value"]),
                "protected": parse_bool(body.get("protected", False), "protected"),
